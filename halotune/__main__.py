@@ -1,0 +1,3 @@
+from halotune.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Rooted, failure-tolerant access to sysfs/procfs-style files.
+
+Every read or write halotune makes of the machine goes through a RootFS. The root is "/" on a
+real machine and a directory tree (the reference snapshot, a recorded bug report, or the
+simulated Strix Halo) everywhere else.
+
+Reads never raise for the ordinary failures of kernel files: a missing file (optional
+attributes, other kernels), EACCES (0600 files such as amdgpu's gttsize), EOPNOTSUPP/ENODATA
+(DPM disabled) or EPERM (a runtime-suspended dGPU). They return None and remember why in
+`last_errors`, so a caller can explain an absent value.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob as _glob
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+# The simulated machine's marker directory. A tree that holds it is answered by the
+# simulator's driver rules for writes (see halotune/machine/simhook.py).
+SIM_MARKER = ".halotune-sim"
+
+# sysfs text attributes fit in one page; binary ones (gpu_metrics) too on every amdgpu kernel.
+PAGE = 4096
+
+
+def clean_text(raw: bytes) -> str:
+    """Decode a sysfs text value: drop NUL padding (captures pad to 4096) and outer whitespace."""
+    return raw.decode("utf-8", "replace").replace("\x00", "").strip()
+
+
+def parse_int(text: str | None) -> int | None:
+    """Decimal, or hex with 0x (PCI ids, smc_fw_version). None for anything else."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
+    except ValueError:
+        return None
+
+
+class HotFile:
+    """A file read every sample: opened once, re-read with pread at offset 0.
+
+    sysfs and procfs regenerate the content when a read starts at offset 0, so pread on a
+    kept descriptor gives fresh values without the open/close per sample.
+    """
+
+    __slots__ = ("path", "_fd", "size")
+
+    def __init__(self, path: str, size: int = PAGE):
+        self.path = path
+        self.size = size
+        self._fd: int | None = None
+
+    def read_bytes(self) -> bytes | None:
+        for attempt in (0, 1):
+            if self._fd is None:
+                try:
+                    self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return None
+            try:
+                return os.pread(self._fd, self.size, 0)
+            except OSError:
+                # The device went away (ENODEV after unbind) or the file was replaced: reopen once.
+                self.close()
+        return None
+
+    def read_text(self) -> str | None:
+        raw = self.read_bytes()
+        return None if raw is None else clean_text(raw)
+
+    def read_int(self) -> int | None:
+        return parse_int(self.read_text())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def __del__(self):  # pragma: no cover - best effort
+        self.close()
+
+
+class RootFS:
+    """Typed, rooted reads (and the one write path) for kernel files."""
+
+    def __init__(self, root: str = "/"):
+        self.root = os.path.abspath(root or "/")
+        self.last_errors: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"RootFS({self.root!r})"
+
+    @property
+    def is_host(self) -> bool:
+        return self.root == "/"
+
+    @property
+    def is_simulated(self) -> bool:
+        return os.path.isdir(os.path.join(self.root, SIM_MARKER))
+
+    def path(self, rel: str) -> str:
+        """Absolute path of a root-relative path ("sys/class/drm" -> ROOT/sys/class/drm)."""
+        return os.path.join(self.root, rel.lstrip("/"))
+
+    def rel(self, abspath: str) -> str:
+        """Root-relative form of an absolute path below the root."""
+        return os.path.relpath(abspath, self.root)
+
+    # --- reads -------------------------------------------------------------------------
+    def read_bytes(self, rel: str, size: int = PAGE) -> bytes | None:
+        p = self.path(rel)
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self._note(rel, e)
+            return None
+        try:
+            return os.read(fd, size)
+        except OSError as e:
+            self._note(rel, e)
+            return None
+        finally:
+            os.close(fd)
+
+    def read_text(self, rel: str) -> str | None:
+        raw = self.read_bytes(rel)
+        return None if raw is None else clean_text(raw)
+
+    def read_int(self, rel: str) -> int | None:
+        return parse_int(self.read_text(rel))
+
+    def read_list(self, rel: str) -> list[str] | None:
+        """Whitespace-separated words (choices files end in a space before the newline)."""
+        text = self.read_text(rel)
+        return None if text is None else text.split()
+
+    def hot(self, rel: str, size: int = PAGE) -> HotFile:
+        return HotFile(self.path(rel), size)
+
+    # --- tree --------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self.path(rel))
+
+    def isdir(self, rel: str) -> bool:
+        return os.path.isdir(self.path(rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError:
+            return []
+
+    def glob(self, pattern: str) -> list[str]:
+        """Root-relative matches of a root-relative glob, sorted."""
+        return sorted(self.rel(p) for p in _glob.glob(self.path(pattern)))
+
+    def realpath(self, rel: str) -> str:
+        """Resolve symlinks, keeping the result inside the root (relative)."""
+        real = os.path.realpath(self.path(rel))
+        if real == self.root or real.startswith(self.root.rstrip("/") + "/"):
+            return self.rel(real)
+        return rel.lstrip("/")
+
+    # --- the one write path ------------------------------------------------------------
+    def write_text(self, rel: str, value: str) -> None:
+        """Write one value to a kernel attribute, as a single write() like `echo`.
+
+        Raises OSError with the kernel's errno (EINVAL, EBUSY, EACCES ...). Under a simulated
+        root the simulator's driver rules answer instead of the plain file.
+        """
+        if self.is_simulated:
+            from halotune.machine import simhook
+
+            simhook.write(self.root, rel, value)
+            return
+        data = value if value.endswith("\n") else value + "\n"
+        fd = os.open(self.path(rel), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data.encode())
+        finally:
+            os.close(fd)
+
+    def _note(self, rel: str, e: OSError) -> None:
+        self.last_errors[rel] = errno.errorcode.get(e.errno or 0, str(e.errno))
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            log.debug("read %s: %s", rel, e)
