@@ -17,6 +17,8 @@ import glob as _glob
 import logging
 import os
 
+from halotune.machine.parse import parse_int
+
 log = logging.getLogger(__name__)
 
 # The simulated machine's marker directory. A tree that holds it is answered by the
@@ -30,19 +32,6 @@ PAGE = 4096
 def clean_text(raw: bytes) -> str:
     """Decode a sysfs text value: drop NUL padding (captures pad to 4096) and outer whitespace."""
     return raw.decode("utf-8", "replace").replace("\x00", "").strip()
-
-
-def parse_int(text: str | None) -> int | None:
-    """Decimal, or hex with 0x (PCI ids, smc_fw_version). None for anything else."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
-    except ValueError:
-        return None
 
 
 class HotFile:

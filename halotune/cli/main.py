@@ -1,0 +1,108 @@
+"""halotune's command line: parse arguments, then hand over to one module per verb.
+
+Kept light: this module imports nothing heavy, so `halotune status --json` starts fast; each
+verb imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from halotune import __version__
+from halotune.cli import exitcodes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; 2 means "not ready" here, so usage errors are 64."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """Options every command honours (also accepted after the verb)."""
+    p.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                   help="read the machine under DIR instead of / (env HALOTUNE_ROOT)")
+    p.add_argument("--log-level", default=argparse.SUPPRESS,
+                   choices=["debug", "info", "warning", "error"], help="log verbosity (warning)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="halotune",
+                description="Telemetry, tuning and LLM validation for AMD Strix Halo machines.",
+                epilog="Exit codes: 0 ok, 1 warnings under --strict, 2 not ready or failed, "
+                       "3 no AMD GPU found, 4 permission denied, 64 usage error.")
+    p.add_argument("--version", action="version", version=f"halotune {__version__}")
+    _common(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    st = sub.add_parser("status", help="show the live state of the machine",
+                        description="Show GPU, memory, power and CPU state. One snapshot with "
+                                    "--json or --once; a live view otherwise.")
+    _common(st)
+    st.add_argument("--json", action="store_true", help="print one JSON snapshot and exit")
+    st.add_argument("--once", action="store_true", help="print one readable summary and exit")
+    st.add_argument("--demo", action="store_true",
+                    help="run on the built-in simulated Strix Halo (no root, no hardware)")
+    st.add_argument("--interval", type=float, default=1.0, metavar="S",
+                    help="refresh interval of the live view in seconds (1.0)")
+
+    sim = sub.add_parser("sim", help="lay out (and animate) the simulated Strix Halo",
+                         description="Write a simulated Strix Halo sysfs/procfs tree into DIR. "
+                                     "Point any command at it with --root DIR.")
+    _common(sim)
+    sim.add_argument("dir", metavar="DIR", help="directory to create the tree in")
+    sim.add_argument("--animate", action="store_true",
+                     help="keep the machine moving until interrupted")
+    sim.add_argument("--scenario", default="reference", choices=["reference", "idle"],
+                     help="starting state (reference: the documented LLM burst)")
+    sim.add_argument("--interval", type=float, default=0.5, metavar="S",
+                     help="animation step in seconds (0.5)")
+    sim.add_argument("--force", action="store_true", help="lay out into a non-empty DIR")
+
+    snap = sub.add_parser("snapshot", help="collect what halotune reads into a bug-report archive",
+                          description="Collect every file halotune reads, plus `ryzenadj -i`, "
+                                      "the kernel release and command line, into OUT.tar.gz. "
+                                      "The archive unpacks into a tree usable with --root.")
+    _common(snap)
+    snap.add_argument("out", metavar="OUT.tar.gz")
+    snap.add_argument("--redact", action="store_true",
+                      help="replace boot ids, UUIDs and the host name before archiving")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.WARNING),
+                        format="halotune: %(levelname)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.root = getattr(args, "root", None) or os.environ.get("HALOTUNE_ROOT") or "/"
+    _setup_logging(getattr(args, "log_level", None) or os.environ.get("HALOTUNE_LOG_LEVEL", "warning"))
+    if args.command is None:
+        parser.print_help()
+        return exitcodes.USAGE
+    try:
+        if args.command == "status":
+            from halotune.cli import status
+            return status.run(args)
+        if args.command == "sim":
+            from halotune.cli import sim
+            return sim.run(args)
+        if args.command == "snapshot":
+            from halotune.cli import snapshot
+            return snapshot.run(args)
+    except KeyboardInterrupt:
+        return exitcodes.OK
+    except BrokenPipeError:
+        # `halotune status --json | head` closed the pipe: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exitcodes.OK
+    parser.error(f"unknown command {args.command}")
+    return exitcodes.USAGE

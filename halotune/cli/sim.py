@@ -1,0 +1,38 @@
+"""`halotune sim DIR [--animate]`: lay out the simulated Strix Halo, optionally keep it moving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from halotune.cli import exitcodes
+
+
+def run(args) -> int:
+    from halotune.sim.animate import Animator
+    from halotune.sim.tree import lay_out
+
+    target = os.path.abspath(args.dir)
+    if os.path.isdir(target) and os.listdir(target) and not args.force:
+        print(f"halotune sim: {target} is not empty; use --force to lay out into it anyway",
+              file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        lay_out(target, scenario=args.scenario)
+    except OSError as e:
+        print(f"halotune sim: cannot create the tree in {target}: {e.strerror}", file=sys.stderr)
+        return exitcodes.PERMISSION if isinstance(e, PermissionError) else exitcodes.NOT_READY
+    print(f"simulated Strix Halo laid out in {target}\n"
+          f"  read it:  halotune status --root {target}")
+    if not args.animate:
+        return exitcodes.OK
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"  animating every {args.interval:g} s; Ctrl-C to stop", flush=True)
+    try:
+        Animator(target, interval=args.interval).run(stop)
+    except KeyboardInterrupt:
+        pass
+    return exitcodes.OK

@@ -1,0 +1,76 @@
+"""`halotune status`: one snapshot (--json, --once) or a live text view of the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+from halotune.cli import exitcodes
+from halotune.machine.rootfs import RootFS
+
+
+@contextlib.contextmanager
+def _demo_root():
+    """A simulated Strix Halo in a temporary directory, animated while the command runs."""
+    import tempfile
+
+    from halotune.sim.animate import Animator
+    from halotune.sim.tree import lay_out
+
+    with tempfile.TemporaryDirectory(prefix="halotune-demo-") as root:
+        lay_out(root)
+        animator = Animator(root)
+        animator.step()
+        thread_stop = animator.start()
+        try:
+            yield root
+        finally:
+            animator.stop()
+            del thread_stop
+
+
+def run(args) -> int:
+    if args.demo:
+        with _demo_root() as root:
+            return _status(args, root, demo=True)
+    return _status(args, args.root, demo=False)
+
+
+def _status(args, root: str, demo: bool) -> int:
+    from halotune.telemetry.sampler import Sampler
+    from halotune.views import text
+
+    fs = RootFS(root)
+    sampler = Sampler(fs)
+    try:
+        if args.json:
+            snap = sampler.sample()
+            json.dump(snap.to_dict(), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return exitcodes.OK if snap.gpus else exitcodes.NO_AMD_GPU
+        if not sampler.devices:
+            print(text.no_gpu_message(fs), file=sys.stderr)
+            return exitcodes.NO_AMD_GPU
+        if args.once or not sys.stdout.isatty():
+            print(text.render(sampler.sample(), demo=demo))
+            return exitcodes.OK
+        return _live(sampler, args.interval, demo)
+    finally:
+        sampler.close()
+
+
+def _live(sampler, interval: float, demo: bool) -> int:
+    """A plain refreshing view until the Textual TUI lands; Ctrl-C quits."""
+    from halotune.views import text
+
+    interval = min(10.0, max(0.1, interval))
+    try:
+        while True:
+            frame = text.render(sampler.sample(), demo=demo)
+            sys.stdout.write("\x1b[H\x1b[2J" + frame + "\n\n(Ctrl-C to quit)\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return exitcodes.OK
