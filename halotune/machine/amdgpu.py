@@ -124,8 +124,8 @@ class GpuReader:
         r.vram_total_bytes, r.gtt_total_bytes = self.vram_total, self.gtt_total
         r.vram_used_bytes = self._vram_used.read_int()
         r.gtt_used_bytes = self._gtt_used.read_int()
-        r.od = parse.parse_od_clk_voltage(fs.read_text(f"{d}/pp_od_clk_voltage"))
-        r.runtime_status = fs.read_text(f"{d}/power/runtime_status")
+        r.od = parse.parse_od_clk_voltage(fs.hot_text(f"{d}/pp_od_clk_voltage"))
+        r.runtime_status = fs.hot_text(f"{d}/power/runtime_status")
         return r
 
     def _fallbacks(self, r: GpuReading, take) -> None:

@@ -43,9 +43,9 @@ class MemoryReader:
         r.ttm_module = self.ttm_module
         if self.ttm_module:
             p = f"sys/module/{self.ttm_module}/parameters"
-            r.ttm_pages_limit = fs.read_int(f"{p}/pages_limit")
-            r.ttm_page_pool_size = fs.read_int(f"{p}/page_pool_size")
-            r.ttm_dma32_pages_limit = fs.read_int(f"{p}/dma32_pages_limit")
-        r.amdgpu_gttsize_mib = fs.read_int("sys/module/amdgpu/parameters/gttsize")
+            r.ttm_pages_limit = fs.hot_int(f"{p}/pages_limit")
+            r.ttm_page_pool_size = fs.hot_int(f"{p}/page_pool_size")
+            r.ttm_dma32_pages_limit = fs.hot_int(f"{p}/dma32_pages_limit")
+        r.amdgpu_gttsize_mib = fs.hot_int("sys/module/amdgpu/parameters/gttsize")
         r.amdgpu_gttsize_readable = "sys/module/amdgpu/parameters/gttsize" not in fs.last_errors
         return r

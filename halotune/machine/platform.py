@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from halotune.machine import parse
 from halotune.machine.rootfs import RootFS
 
+PROFILE = "sys/firmware/acpi/platform_profile"
+
 
 @dataclass
 class PlatformReading:
@@ -23,22 +25,27 @@ class PlatformReading:
     cmdline: dict[str, str] = field(default_factory=dict)
 
 
-def read_platform(fs: RootFS) -> PlatformReading:
-    r = PlatformReading()
-    r.platform_profile = fs.read_text("sys/firmware/acpi/platform_profile")
-    r.platform_profile_choices = fs.read_list("sys/firmware/acpi/platform_profile_choices") or []
-    r.on_ac_power = read_ac_power(fs)
-    r.kernel_release = read_kernel_release(fs)
-    r.boot_id = fs.read_text("proc/sys/kernel/random/boot_id")
-    r.cmdline = parse.parse_cmdline(fs.read_text("proc/cmdline"))
-    return r
+class PlatformReader:
+    """Identity and choices are fixed per boot and read once; the rest every sample."""
 
+    def __init__(self, fs: RootFS):
+        self.fs = fs
+        self.kernel_release = read_kernel_release(fs)
+        self.boot_id = fs.read_text("proc/sys/kernel/random/boot_id")
+        self.cmdline = parse.parse_cmdline(fs.read_text("proc/cmdline"))
+        self.profile_choices = fs.read_list(f"{PROFILE}_choices") or []
+        self.mains = [s for s in fs.glob("sys/class/power_supply/*")
+                      if fs.read_text(f"{s}/type") == "Mains"]
 
-def read_ac_power(fs: RootFS) -> bool | None:
-    mains = [s for s in fs.glob("sys/class/power_supply/*") if fs.read_text(f"{s}/type") == "Mains"]
-    if not mains:
-        return None
-    return any(fs.read_int(f"{s}/online") == 1 for s in mains)
+    def read(self) -> PlatformReading:
+        fs = self.fs
+        r = PlatformReading(kernel_release=self.kernel_release, boot_id=self.boot_id,
+                            cmdline=self.cmdline,
+                            platform_profile_choices=list(self.profile_choices))
+        r.platform_profile = fs.hot_text(PROFILE)
+        if self.mains:
+            r.on_ac_power = any(fs.hot_int(f"{s}/online") == 1 for s in self.mains)
+        return r
 
 
 def read_kernel_release(fs: RootFS) -> str | None:

@@ -31,7 +31,9 @@ PAGE = 4096
 
 def clean_text(raw: bytes) -> str:
     """Decode a sysfs text value: drop NUL padding (captures pad to 4096) and outer whitespace."""
-    return raw.decode("utf-8", "replace").replace("\x00", "").strip()
+    if b"\x00" in raw:
+        raw = raw.replace(b"\x00", b"")
+    return raw.decode("utf-8", "replace").strip()
 
 
 class HotFile:
@@ -87,6 +89,7 @@ class RootFS:
     def __init__(self, root: str = "/"):
         self.root = os.path.abspath(root or "/")
         self.last_errors: dict[str, str] = {}
+        self._hot: dict[str, HotFile] = {}
 
     def __repr__(self) -> str:
         return f"RootFS({self.root!r})"
@@ -137,6 +140,32 @@ class RootFS:
 
     def hot(self, rel: str, size: int = PAGE) -> HotFile:
         return HotFile(self.path(rel), size)
+
+    # Per-sample reads of small attributes: one kept-open descriptor per file, shared by
+    # every reader of this RootFS (a sample re-reads ~20 such files; open+close would double
+    # the cost).
+    def hot_text(self, rel: str) -> str | None:
+        f = self._hot.get(rel)
+        if f is None:
+            f = self._hot[rel] = HotFile(self.path(rel))
+        text = f.read_text()
+        if text is None:
+            # Absent now (optional attribute): forget it so a later sample retries the open.
+            del self._hot[rel]
+        return text
+
+    def hot_int(self, rel: str) -> int | None:
+        return parse_int(self.hot_text(rel))
+
+    def hot_list(self, rel: str) -> list[str] | None:
+        text = self.hot_text(rel)
+        return None if text is None else text.split()
+
+    def close(self) -> None:
+        """Close the kept-open descriptors (they reopen on the next read)."""
+        for f in self._hot.values():
+            f.close()
+        self._hot.clear()
 
     # --- tree --------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:

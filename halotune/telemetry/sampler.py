@@ -14,8 +14,8 @@ from halotune.machine import parse
 from halotune.machine.amdgpu import GpuReader, GpuReading
 from halotune.machine.cpu import CpuReader, CpuReading
 from halotune.machine.discovery import AmdGpuDevice, find_amd_gpus
-from halotune.machine.memory import PAGE_SIZE, MemoryReader
-from halotune.machine.platform import read_platform
+from halotune.machine.memory import MemoryReader
+from halotune.machine.platform import PlatformReader
 from halotune.machine.programs import Programs
 from halotune.machine.rootfs import RootFS
 from halotune.machine.ryzenadj import RyzenAdj, TdpLimits
@@ -44,6 +44,7 @@ class Sampler:
         self.readers = [GpuReader(fs, d, is_apu=self._is_apu(fs, d)) for d in self.devices]
         self.cpu = CpuReader(fs)
         self.memory = MemoryReader(fs)
+        self.platform = PlatformReader(fs)
         self.ryzenadj = RyzenAdj(programs or Programs(fs)) if read_tdp else None
         self.tdp_interval_s = tdp_interval_s
         self._tdp: TdpLimits | None = None
@@ -71,7 +72,7 @@ class Sampler:
         snap = Snapshot(time=rfc3339_now(), root=self.fs.root, gpus=gpus,
                         halotune_version=__version__)
         apu_reading = next((rd for r, rd in zip(self.readers, readings) if r.is_apu), None)
-        plat = read_platform(self.fs)
+        plat = self.platform.read()
         snap.kernel_release, snap.boot_id = plat.kernel_release, plat.boot_id
         snap.memory = self._memory(snap)
         snap.power = self._power(plat, snap)
@@ -221,7 +222,4 @@ class Sampler:
     def close(self) -> None:
         for r in self.readers:
             r.close()
-
-
-def gtt_pages_to_bytes(pages: int | None) -> int | None:
-    return None if pages is None else pages * PAGE_SIZE
+        self.fs.close()
