@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--once", action="store_true", help="print one readable summary and exit")
     st.add_argument("--demo", action="store_true",
                     help="run on the built-in simulated Strix Halo (no root, no hardware)")
+    st.add_argument("--cross-check", action="store_true",
+                    help="compare sysfs readings with libdrm (needs the amdgpuinfo extra and a "
+                         "real GPU)")
     st.add_argument("--interval", type=float, default=1.0, metavar="S",
                     help="refresh interval of the live view in seconds (1.0)")
 

@@ -47,6 +47,8 @@ def _status(args, root: str, demo: bool) -> int:
     try:
         if args.json:
             snap = sampler.sample()
+            if args.cross_check:
+                _cross_check(snap, root)
             json.dump(snap.to_dict(), sys.stdout, indent=2)
             sys.stdout.write("\n")
             return exitcodes.OK if snap.gpus else exitcodes.NO_AMD_GPU
@@ -54,11 +56,30 @@ def _status(args, root: str, demo: bool) -> int:
             print(text.no_gpu_message(fs), file=sys.stderr)
             return exitcodes.NO_AMD_GPU
         if args.once or not sys.stdout.isatty():
-            print(text.render(sampler.sample(), demo=demo))
+            snap = sampler.sample()
+            if args.cross_check:
+                _cross_check(snap, root)
+            print(text.render(snap, demo=demo))
             return exitcodes.OK
         return _live(sampler, args.interval, demo)
     finally:
         sampler.close()
+
+
+def _cross_check(snap, root: str) -> None:
+    from halotune.machine.libdrm import read_libdrm
+    from halotune.telemetry.crosscheck import compare
+
+    readings = read_libdrm(root)
+    if readings is None:
+        snap.warnings.append("cross-check skipped: needs root /, /dev/dri and the pyamdgpuinfo "
+                             "module (pip install 'halotune[amdgpuinfo]')")
+        return
+    snap.cross_check = compare(snap, readings)
+    for row in snap.cross_check:
+        if not row["agree"]:
+            snap.warnings.append(f"cross-check {row['card']} {row['field']}: sysfs {row['sysfs']} "
+                                 f"vs libdrm {row['libdrm']} {row.get('note', '')}".rstrip())
 
 
 def _live(sampler, interval: float, demo: bool) -> int:

@@ -140,6 +140,7 @@ class Snapshot:
     boot_id: str | None = None
     halotune_version: str | None = None
     warnings: list[str] = field(default_factory=list)
+    cross_check: list[dict] | None = None         # status --cross-check: sysfs vs libdrm rows
     schema: str = SCHEMA
 
     @property
