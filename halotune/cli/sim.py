@@ -15,12 +15,15 @@ def run(args) -> int:
     from halotune.sim.tree import lay_out
 
     target = os.path.abspath(args.dir)
-    if os.path.isdir(target) and os.listdir(target) and not args.force:
-        print(f"halotune sim: {target} is not empty; use --force to lay out into it anyway",
-              file=sys.stderr)
-        return exitcodes.USAGE
     try:
-        lay_out(target, scenario=args.scenario)
+        lay_out(target, scenario=args.scenario, force=args.force)
+    except FileExistsError:
+        print(f"halotune sim: {target} is not empty and holds no simulated machine; "
+              "use --force to lay out into it anyway", file=sys.stderr)
+        return exitcodes.USAGE
+    except ValueError as e:   # the root directory itself, an unknown scenario
+        print(f"halotune sim: {e}", file=sys.stderr)
+        return exitcodes.USAGE
     except OSError as e:
         print(f"halotune sim: cannot create the tree in {target}: {e.strerror}", file=sys.stderr)
         return exitcodes.PERMISSION if isinstance(e, PermissionError) else exitcodes.NOT_READY

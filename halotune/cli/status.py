@@ -23,12 +23,11 @@ def _demo_root():
         lay_out(root)
         animator = Animator(root)
         animator.step()
-        thread_stop = animator.start()
+        animator.start()
         try:
             yield root
         finally:
             animator.stop()
-            del thread_stop
 
 
 def run(args) -> int:

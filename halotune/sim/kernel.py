@@ -1,0 +1,75 @@
+"""The simulated kernel's write path: one attribute write, answered like the real driver.
+
+RootFS.write_text reaches this through halotune/machine/simhook.py whenever the root holds
+`.halotune-sim/`. Each attempt, accepted or not, is appended to `.halotune-sim/writes.log`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from halotune.sim import publish, store
+from halotune.sim.rules import amdgpu, cpufreq, system
+
+# errno.errorcode names 95 ENOTSUP; the kernel code (and the spec) say EOPNOTSUPP.
+_ERRNO_NAMES = {**errno.errorcode, errno.EOPNOTSUPP: "EOPNOTSUPP"}
+
+_RULES = tuple((re.compile(pattern), rule)
+               for module in (amdgpu, cpufreq, system) for pattern, rule in module.RULES)
+
+
+class SimKernel:
+    """Driver rules for the simulated tree under `root`."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self._real_root = os.path.realpath(self.root)
+
+    def write(self, rel: str, value: str) -> None:
+        """Write `value` to the attribute at root-relative `rel` (symlinks followed).
+
+        Raises OSError(errno, strerror, path) where the kernel fails the write: ENOENT for a
+        missing file, EISDIR for a directory, EACCES for a read-only attribute, and the
+        driver's own errno (EINVAL, EBUSY, EOPNOTSUPP) for a refused value.
+        """
+        path = os.path.join(self.root, rel.lstrip("/"))
+        with store.locked(self.root):
+            resolved = self._resolve(path)
+            result = "error"  # stays so if a simulator bug raises something else
+            try:
+                if resolved is None:  # the path leaves the simulated root
+                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                self._apply(resolved, value)
+                result = "ok"
+            except OSError as e:
+                result = _ERRNO_NAMES.get(e.errno or 0, str(e.errno))
+                raise OSError(e.errno, os.strerror(e.errno or 0), path) from None
+            finally:
+                store.log_write(self.root, resolved or rel.lstrip("/"), value, result)
+
+    def _resolve(self, path: str) -> str | None:
+        """Root-relative real path: which attribute the write lands on (None: outside)."""
+        real = os.path.realpath(path)
+        if real.startswith(self._real_root + "/"):
+            return os.path.relpath(real, self._real_root)
+        return None
+
+    def _apply(self, resolved: str, value: str) -> None:
+        full = os.path.join(self._real_root, resolved)
+        if not os.path.lexists(full):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+        if os.path.isdir(full):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        for pattern, rule in _RULES:
+            match = pattern.fullmatch(resolved)
+            if match:
+                break
+        else:
+            # No store method: kernfs refuses to open the attribute for writing, even for root.
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        state = store.load_state(self.root)
+        rule(state, value, match)
+        store.save_state(self.root, state)
+        publish.publish(self.root, state)

@@ -1,0 +1,82 @@
+"""Platform profile, module parameters and memory-management knobs (spec §4.2, §5.1, §10)."""
+
+from __future__ import annotations
+
+import errno
+import re
+
+from halotune.sim import hardware as hw
+from halotune.sim import paths
+from halotune.sim.kparse import kstrtol, kstrtoul, proc_int, sysfs_streq
+from halotune.sim.rules import reject
+
+
+def platform_profile(state: dict, value: str, _m: re.Match) -> None:
+    """Legacy platform_profile (drivers/acpi/platform_profile.c): unknown names and "custom"
+    are -EINVAL, a known name the handlers do not offer -EOPNOTSUPP. amd-pmf then sends its
+    BIOS slider limits to the SMU, replacing any RyzenAdj limits."""
+    name = next((p for p in hw.PROFILE_NAMES if sysfs_streq(value, p)), None)
+    if name is None or name == "custom":
+        reject()
+    if name not in hw.PROFILE_CHOICES:
+        reject(errno.EOPNOTSUPP)
+    state["platform_profile"] = name
+    stapm, fast, slow = hw.PROFILE_LIMITS_MW[name]
+    state["limits"].update(stapm_mw=stapm, fast_mw=fast, slow_mw=slow, apu_slow_mw=slow)
+
+
+_PARAMS = {"pages_limit": "ttm_pages_limit", "page_pool_size": "ttm_page_pool_size",
+           "dma32_pages_limit": "ttm_dma32_pages_limit"}
+
+
+def ttm_param(state: dict, value: str, m: re.Match) -> None:
+    """ttm ulong parameters (0644, param_set_ulong): recorded only. mem_info_gtt_total was
+    computed at amdgpu init, so a runtime write does not resize GTT (spec §4.2)."""
+    try:
+        state["params"][_PARAMS[m.group("name")]] = kstrtoul(value)
+    except ValueError:
+        reject()
+
+
+def gttsize(state: dict, value: str, _m: re.Match) -> None:
+    """amdgpu.gttsize (int, 0600, param_set_int): recorded only, like the ttm parameters."""
+    try:
+        state["params"]["amdgpu_gttsize"] = kstrtol(value, bits=32)
+    except ValueError:
+        reject()
+
+
+def thp(state: dict, value: str, m: re.Match) -> None:
+    """transparent_hugepage/{enabled,defrag}: one bare word, compared with sysfs_streq."""
+    which = m.group("which")
+    choices = hw.THP_ENABLED_CHOICES if which == "enabled" else hw.THP_DEFRAG_CHOICES
+    word = next((c for c in choices if sysfs_streq(value, c)), None)
+    if word is None:
+        reject()
+    state["mm"][f"thp_{which}"] = word
+
+
+_VM_MAX = {"swappiness": hw.SWAPPINESS_MAX,
+           "compaction_proactiveness": hw.COMPACTION_PROACTIVENESS_MAX}
+
+
+def vm_sysctl(state: dict, value: str, m: re.Match) -> None:
+    """vm.swappiness (0..200), vm.compaction_proactiveness (0..100): proc_dointvec_minmax."""
+    name = m.group("name")
+    try:
+        number = proc_int(value)
+    except ValueError:
+        reject()
+    if not 0 <= number <= _VM_MAX[name]:
+        reject()
+    state["mm"][name] = number
+
+
+RULES = (
+    (re.escape(paths.PLATFORM_PROFILE), platform_profile),
+    (rf"{re.escape(paths.TTM_PARAMS)}/(?P<name>pages_limit|page_pool_size|dma32_pages_limit)",
+     ttm_param),
+    (re.escape(paths.GTTSIZE), gttsize),
+    (rf"{re.escape(paths.THP)}/(?P<which>enabled|defrag)", thp),
+    (r"proc/sys/vm/(?P<name>swappiness|compaction_proactiveness)", vm_sysctl),
+)
