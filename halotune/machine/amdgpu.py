@@ -59,6 +59,10 @@ class GpuReader:
         self.vram_total = fs.read_int(f"{d}/mem_info_vram_total")
         self.gtt_total = fs.read_int(f"{d}/mem_info_gtt_total")
         self.is_apu = is_apu if is_apu is not None else device.known_apu
+        # SMU 14.0.x APUs (GC 11.5.x) pack centiwatts into hwmon power; the rest use Q8 watts.
+        self.centiwatt_power = bool(self.is_apu) and (
+            (device.mp1_version or (0,))[0] == 14 or (device.gc_version or (0, 0))[:2] == (11, 5)
+            or device.device_id in (0x1586, 0x150E))
         self._hwmon = self._find_hwmon_inputs()
 
     def _find_hwmon_inputs(self) -> dict[str, str]:
@@ -150,8 +154,7 @@ class GpuReader:
                 take(name, None if mc is None else mc / 1000, hw[key])
         if r.socket_power_w is None and "power" in hw:
             uw = fs.read_int(hw["power"])
-            # APUs on SMU 13/14 pack centiwatts into the low byte (see parse.hwmon_apu_power_w).
-            decode = parse.hwmon_apu_power_w if self.is_apu else parse.hwmon_power_w
+            decode = parse.hwmon_apu_power_w if self.centiwatt_power else parse.hwmon_q8_power_w
             take("socket_power_w", decode(uw), hw["power"])
         if "power_cap" in hw:
             take("power_cap_w", parse.hwmon_power_w(fs.read_int(hw["power_cap"])), hw["power_cap"])

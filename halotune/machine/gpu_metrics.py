@@ -160,7 +160,7 @@ class _Compiled:
             if name is None:
                 pads.append((total, step))
             else:
-                fields.append((name, code, count))
+                fields.append((name, code, count, total))
             total += step
             fmt += f"{count}{code}"
         if total != size:
@@ -179,17 +179,29 @@ def layout_size(frev: int, crev: int) -> int | None:
     return c.size if c else None
 
 
-def _raw_fields(blob: bytes, c: _Compiled) -> dict[str, int | list[int | None] | None]:
+def _raw_fields(blob: bytes, c: _Compiled, avail: int, missing: set[str]):
+    """Unpack a blob padded to the layout size; values wholly or partly past `avail` bytes
+    (a truncated read) are None and their field names go into `missing`."""
     values = c.struct.unpack(blob)
     out: dict = {}
     i = 0
-    for name, code, count in c.fields:
+    for name, code, count, offset in c.fields:
         na = _ALL_ONES[code]
-        if count == 1:
-            v = values[i]
-            out[name] = None if v == na else v
+        width = struct.calcsize(code)
+        if offset + width * count <= avail:
+            if count == 1:
+                v = values[i]
+                out[name] = None if v == na else v
+            else:
+                out[name] = [None if v == na else v for v in values[i : i + count]]
         else:
-            out[name] = [None if v == na else v for v in values[i : i + count]]
+            missing.add(name)
+            cut = max(0, (avail - offset) // width)   # whole elements still inside the blob
+            if count == 1:
+                out[name] = None
+            else:
+                out[name] = [None if (k >= cut or v == na) else v
+                             for k, v in enumerate(values[i : i + count])]
         i += count
     return out
 
@@ -202,6 +214,7 @@ class GpuMetrics:
     format_revision: int | None = None
     content_revision: int | None = None
     raw: dict = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)   # fields cut off by a truncated blob
     warnings: list[str] = field(default_factory=list)
     # temperatures, degC
     gfx_temp_c: float | None = None          # v3/v2 temperature_gfx (hwmon "edge" on APUs)
@@ -292,7 +305,7 @@ def decode(blob: bytes | None, smc_fw_version: int | None = None,
                           f"missing tail fields read as not provided")
     # A short blob is padded with the driver's own 0xFF fill, so missing fields read as None.
     buf = blob[:avail] + b"\xff" * (c.size - avail)
-    m.raw = raw = _raw_fields(buf, c)
+    m.raw = raw = _raw_fields(buf, c, avail, m.missing)
     m.system_clock_counter_ns = raw.get("system_clock_counter")
     try:
         if m.format_revision == 1:
@@ -359,17 +372,21 @@ def _units_v2(m: GpuMetrics, r: dict, smc: int | None, mp1: tuple | None) -> Non
     m.gfxclk_mhz = _first(r["current_gfxclk"], r["average_gfxclk_frequency"])
     m.socclk_mhz = _first(r["current_socclk"], r["average_socclk_frequency"])
     m.uclk_mhz = _first(r["current_uclk"], r["average_uclk_frequency"])
-    m.fclk_mhz = _first(r["current_fclk"], r["average_fclk_frequency"])
+    # Van Gogh, Yellow Carp, SMU 13.0.4/13.0.5 and Cyan Skillfish copy MemclkFrequency into the
+    # FCLK fields; only Renoir (MP1 12.0.x) fills them from the fabric clock. Unknown MP1: unknown.
+    if mp1 is not None and mp1[0] == 12:
+        m.fclk_mhz = _first(r["current_fclk"], r["average_fclk_frequency"])
     m.vclk_mhz = _first(r["current_vclk"], r["average_vclk_frequency"])
     m.core_clocks_mhz = list(r["current_coreclk"])
     m.throttle_status = r["throttle_status"]
     m.indep_throttle_status = r.get("indep_throttle_status")
 
 
-def _mbps(v: int | None) -> tuple[int | None, bool]:
-    """u16 MB/s counter -> (bytes/s, saturated). 65535 is a pegged counter, not "missing"."""
+def _mbps(v: int | None, cut_off: bool) -> tuple[int | None, bool]:
+    """u16 MB/s counter -> (bytes/s, saturated). 65535 is a pegged counter, not "missing";
+    a counter cut off by a truncated read is just unknown."""
     if v is None:
-        return None, True
+        return None, not cut_off
     return v * MB, False
 
 
@@ -402,8 +419,10 @@ def _units_v3(m: GpuMetrics, r: dict, smc: int | None) -> None:
     m.core_clocks_mhz = list(r["current_coreclk"])
     m.core_maxfreq_mhz = r["current_core_maxfreq"]
     m.gfx_maxfreq_mhz = r["current_gfx_maxfreq"]
-    m.dram_read_bps, m.dram_reads_saturated = _mbps(r["average_dram_reads"])
-    m.dram_write_bps, m.dram_writes_saturated = _mbps(r["average_dram_writes"])
+    m.dram_read_bps, m.dram_reads_saturated = _mbps(
+        r["average_dram_reads"], "average_dram_reads" in m.missing)
+    m.dram_write_bps, m.dram_writes_saturated = _mbps(
+        r["average_dram_writes"], "average_dram_writes" in m.missing)
     # NPU counters: a pegged NPU counter is reported as unknown rather than as a saturation flag.
     m.ipu_read_bps = None if r["average_ipu_reads"] is None else r["average_ipu_reads"] * MB
     m.ipu_write_bps = None if r["average_ipu_writes"] is None else r["average_ipu_writes"] * MB
@@ -416,7 +435,7 @@ def encode(fields: dict, frev: int = 3, crev: int = 0) -> bytes:
     Used by the simulator and by tests that build blobs of other versions."""
     c = _COMPILED[(frev, crev)]
     values: list[int] = []
-    for name, code, count in c.fields:
+    for name, code, count, _offset in c.fields:
         na = _ALL_ONES[code]
         if name == "structure_size":
             v = fields.get(name, c.size)

@@ -135,8 +135,20 @@ def hwmon_apu_power_w(microwatts: int | None) -> float | None:
     return microwatts // 1_000_000 + (microwatts % 1_000_000) / 100_000
 
 
+def hwmon_q8_power_w(microwatts: int | None) -> float | None:
+    """amdgpu hwmon power1_* everywhere else (amdgpu_pm.c amdgpu_hwmon_show_power_avg).
+
+    The ppt hands hwmon watts in Q8 (W << 8 | 1/256 W); hwmon prints (q >> 8) * 1e6 +
+    (q & 0xff) * 1000, so the thousands hold 256ths of a watt. dGPUs report whole watts (low
+    byte 0), older APUs such as Phoenix ((mW << 8) / 1000) a real fraction: 25110000 = 25.43 W.
+    """
+    if microwatts is None:
+        return None
+    return microwatts // 1_000_000 + (microwatts % 1_000_000 // 1000) / 256
+
+
 def hwmon_power_w(microwatts: int | None) -> float | None:
-    """Plain hwmon power (dGPUs): microwatts."""
+    """Generic hwmon power (power1_cap and non-amdgpu sensors): plain microwatts."""
     return None if microwatts is None else microwatts / 1_000_000
 
 
@@ -210,8 +222,9 @@ def parse_cmdline(text: str | None) -> dict[str, str]:
     if not text:
         return out
     for token in re.findall(r'(?:[^\s"]+|"[^"]*")+', text):
-        key, _, value = token.partition("=")
-        out[key] = value.replace('"', "")
+        # The kernel's next_arg() accepts `key="a b"` and `"key=a b"` alike.
+        key, _, value = token.replace('"', "").partition("=")
+        out[key] = value
     return out
 
 

@@ -43,24 +43,27 @@ class HotFile:
     kept descriptor gives fresh values without the open/close per sample.
     """
 
-    __slots__ = ("path", "_fd", "size")
+    __slots__ = ("path", "_fd", "size", "error")
 
     def __init__(self, path: str, size: int = PAGE):
         self.path = path
         self.size = size
         self._fd: int | None = None
+        self.error: OSError | None = None   # why the last read returned None
 
     def read_bytes(self) -> bytes | None:
-        for attempt in (0, 1):
+        for _attempt in (0, 1):
             if self._fd is None:
                 try:
                     self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
+                except OSError as e:
+                    self.error = e
                     return None
             try:
                 return os.pread(self._fd, self.size, 0)
-            except OSError:
+            except OSError as e:
                 # The device went away (ENODEV after unbind) or the file was replaced: reopen once.
+                self.error = e
                 self.close()
         return None
 
@@ -152,6 +155,8 @@ class RootFS:
         if text is None:
             # Absent now (optional attribute): forget it so a later sample retries the open.
             del self._hot[rel]
+            if f.error is not None:
+                self._note(rel, f.error)
         return text
 
     def hot_int(self, rel: str) -> int | None:
@@ -182,13 +187,16 @@ class RootFS:
 
     def glob(self, pattern: str) -> list[str]:
         """Root-relative matches of a root-relative glob, sorted."""
-        return sorted(self.rel(p) for p in _glob.glob(self.path(pattern)))
+        # The root itself is literal: a capture unpacked into "report[1]/" must still match.
+        pattern = os.path.join(_glob.escape(self.root), pattern.lstrip("/"))
+        return sorted(self.rel(p) for p in _glob.glob(pattern))
 
     def realpath(self, rel: str) -> str:
         """Resolve symlinks, keeping the result inside the root (relative)."""
         real = os.path.realpath(self.path(rel))
-        if real == self.root or real.startswith(self.root.rstrip("/") + "/"):
-            return self.rel(real)
+        root = os.path.realpath(self.root)   # --root may itself be reached through a symlink
+        if real == root or real.startswith(root.rstrip("/") + "/"):
+            return os.path.relpath(real, root)
         return rel.lstrip("/")
 
     # --- the one write path ------------------------------------------------------------
