@@ -40,10 +40,21 @@ KNOWN_DEVICES: dict[int, tuple[str, bool]] = {
     0x66AF: ("AMD Vega 20 (Radeon VII / Instinct MI50)", False),
 }
 
-# GC IP versions whose LLVM target does not follow gfx{major}{minor}{rev:x}.
-_GC9_TARGETS = {(9, 4, 2): "gfx90a", (9, 4, 3): "gfx942", (9, 4, 4): "gfx942", (9, 3, 0): "gfx90c",
-                (9, 4, 1): "gfx908", (9, 4, 0): "gfx906", (9, 2, 1): "gfx909", (9, 1, 0): "gfx902",
-                (9, 2, 2): "gfx90c", (9, 0, 1): "gfx900", (9, 2, 0): "gfx904"}
+# GC IP version -> LLVM target, as drivers/gpu/drm/amd/amdkfd/kfd_device.c assigns
+# gfx_target_version. Not a formula: 11.0.1 (Phoenix) is gfx1103, 11.0.3 (Navi 32) gfx1101,
+# 10.3.1 (Van Gogh) gfx1033. Versions not listed fall back to gfx{major}{minor}{rev:x}.
+_GC_TARGETS = {
+    (9, 0, 1): "gfx900", (9, 1, 0): "gfx902", (9, 2, 1): "gfx909", (9, 2, 2): "gfx90c",
+    (9, 3, 0): "gfx90c", (9, 4, 0): "gfx906", (9, 4, 1): "gfx908", (9, 4, 2): "gfx90a",
+    (9, 4, 3): "gfx942", (9, 4, 4): "gfx942", (9, 2, 0): "gfx904",
+    (10, 1, 10): "gfx1010", (10, 1, 2): "gfx1011", (10, 1, 1): "gfx1012", (10, 1, 3): "gfx1013",
+    (10, 1, 4): "gfx1013",
+    (10, 3, 0): "gfx1030", (10, 3, 2): "gfx1031", (10, 3, 4): "gfx1032", (10, 3, 1): "gfx1033",
+    (10, 3, 5): "gfx1034", (10, 3, 3): "gfx1035", (10, 3, 6): "gfx1036", (10, 3, 7): "gfx1036",
+    (11, 0, 0): "gfx1100", (11, 0, 1): "gfx1103", (11, 0, 2): "gfx1102", (11, 0, 3): "gfx1101",
+    (11, 0, 4): "gfx1103", (11, 5, 0): "gfx1150", (11, 5, 1): "gfx1151", (11, 5, 2): "gfx1152",
+    (11, 5, 3): "gfx1153", (12, 0, 0): "gfx1200", (12, 0, 1): "gfx1201",
+}
 
 _CARD = re.compile(r"^card(\d+)$")
 
@@ -84,12 +95,12 @@ def _ip_version(fs: RootFS, dev: str, block: int) -> tuple[int, int, int] | None
 
 
 def gfx_target_from_gc(gc: tuple[int, int, int] | None) -> str | None:
-    """GC IP version -> LLVM target: 11.5.1 -> gfx1151. gfx9 parts use a table."""
+    """GC IP version -> LLVM target: 11.5.1 -> gfx1151 (table first, see _GC_TARGETS)."""
     if gc is None:
         return None
-    if gc[0] >= 10:
-        return f"gfx{gc[0]}{gc[1]}{gc[2]:x}"
-    return _GC9_TARGETS.get(gc)
+    if gc in _GC_TARGETS:
+        return _GC_TARGETS[gc]
+    return f"gfx{gc[0]}{gc[1]}{gc[2]:x}" if gc[0] >= 10 else None
 
 
 def _kfd_targets(fs: RootFS) -> dict[tuple[int, int], str]:
