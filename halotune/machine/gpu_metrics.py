@@ -26,38 +26,40 @@ Layout = list[tuple[str | None, str, int]]
 
 _HDR: Layout = [("structure_size", "H", 1), ("format_revision", "B", 1), ("content_revision", "B", 1)]
 
+def _u16(*names: str) -> Layout:
+    return [(n, "H", 1) for n in names]
+
+
+# Field runs shared by several versions (the versions reorder runs, not fields inside them).
+_V1_TEMPS_ACTIVITY = _u16("temperature_edge", "temperature_hotspot", "temperature_mem",
+                          "temperature_vrgfx", "temperature_vrsoc", "temperature_vrmem",
+                          "average_gfx_activity", "average_umc_activity", "average_mm_activity",
+                          "average_socket_power")
+_V1_CLOCKS = _u16("average_gfxclk_frequency", "average_socclk_frequency", "average_uclk_frequency",
+                  "average_vclk0_frequency", "average_dclk0_frequency", "average_vclk1_frequency",
+                  "average_dclk1_frequency", "current_gfxclk", "current_socclk", "current_uclk",
+                  "current_vclk0", "current_dclk0", "current_vclk1", "current_dclk1") + [
+    ("throttle_status", "I", 1), ("current_fan_speed", "H", 1)]
+_V2_TEMPS_ACTIVITY = _u16("temperature_gfx", "temperature_soc") + [
+    ("temperature_core", "H", 8), ("temperature_l3", "H", 2)] + _u16(
+    "average_gfx_activity", "average_mm_activity")
+_V2_POWER_CLOCKS = _u16("average_socket_power", "average_cpu_power", "average_soc_power",
+                        "average_gfx_power") + [("average_core_power", "H", 8)] + _u16(
+    "average_gfxclk_frequency", "average_socclk_frequency", "average_uclk_frequency",
+    "average_fclk_frequency", "average_vclk_frequency", "average_dclk_frequency",
+    "current_gfxclk", "current_socclk", "current_uclk", "current_fclk", "current_vclk",
+    "current_dclk") + [("current_coreclk", "H", 8), ("current_l3clk", "H", 2),
+                       ("throttle_status", "I", 1), ("fan_pwm", "H", 1)]
+
 # v1.0: 80 bytes; 4-byte hole after the header, u32 energy, u8 PCIe fields.
-V1_0: Layout = _HDR + [
-    (None, "x", 4), ("system_clock_counter", "Q", 1),
-    ("temperature_edge", "H", 1), ("temperature_hotspot", "H", 1), ("temperature_mem", "H", 1),
-    ("temperature_vrgfx", "H", 1), ("temperature_vrsoc", "H", 1), ("temperature_vrmem", "H", 1),
-    ("average_gfx_activity", "H", 1), ("average_umc_activity", "H", 1), ("average_mm_activity", "H", 1),
-    ("average_socket_power", "H", 1), ("energy_accumulator", "I", 1),
-    ("average_gfxclk_frequency", "H", 1), ("average_socclk_frequency", "H", 1),
-    ("average_uclk_frequency", "H", 1), ("average_vclk0_frequency", "H", 1),
-    ("average_dclk0_frequency", "H", 1), ("average_vclk1_frequency", "H", 1),
-    ("average_dclk1_frequency", "H", 1),
-    ("current_gfxclk", "H", 1), ("current_socclk", "H", 1), ("current_uclk", "H", 1),
-    ("current_vclk0", "H", 1), ("current_dclk0", "H", 1), ("current_vclk1", "H", 1),
-    ("current_dclk1", "H", 1),
-    ("throttle_status", "I", 1), ("current_fan_speed", "H", 1),
+V1_0: Layout = _HDR + [(None, "x", 4), ("system_clock_counter", "Q", 1)] + _V1_TEMPS_ACTIVITY + [
+    ("energy_accumulator", "I", 1)] + _V1_CLOCKS + [
     ("pcie_link_width", "B", 1), ("pcie_link_speed", "B", 1), (None, "x", 4),
 ]
 
 # v1.1 .. v1.3 (each appends to the previous): the v1.3 table, cut at each version's size.
-V1_3: Layout = _HDR + [
-    ("temperature_edge", "H", 1), ("temperature_hotspot", "H", 1), ("temperature_mem", "H", 1),
-    ("temperature_vrgfx", "H", 1), ("temperature_vrsoc", "H", 1), ("temperature_vrmem", "H", 1),
-    ("average_gfx_activity", "H", 1), ("average_umc_activity", "H", 1), ("average_mm_activity", "H", 1),
-    ("average_socket_power", "H", 1), ("energy_accumulator", "Q", 1), ("system_clock_counter", "Q", 1),
-    ("average_gfxclk_frequency", "H", 1), ("average_socclk_frequency", "H", 1),
-    ("average_uclk_frequency", "H", 1), ("average_vclk0_frequency", "H", 1),
-    ("average_dclk0_frequency", "H", 1), ("average_vclk1_frequency", "H", 1),
-    ("average_dclk1_frequency", "H", 1),
-    ("current_gfxclk", "H", 1), ("current_socclk", "H", 1), ("current_uclk", "H", 1),
-    ("current_vclk0", "H", 1), ("current_dclk0", "H", 1), ("current_vclk1", "H", 1),
-    ("current_dclk1", "H", 1),
-    ("throttle_status", "I", 1), ("current_fan_speed", "H", 1),
+V1_3: Layout = _HDR + _V1_TEMPS_ACTIVITY + [
+    ("energy_accumulator", "Q", 1), ("system_clock_counter", "Q", 1)] + _V1_CLOCKS + [
     ("pcie_link_width", "H", 1), ("pcie_link_speed", "H", 1), (None, "x", 2),
     ("gfx_activity_acc", "I", 1), ("mem_activity_acc", "I", 1), ("temperature_hbm", "H", 4),
     # v1.1 ends here (96)
@@ -68,45 +70,20 @@ V1_3: Layout = _HDR + [
 ]
 
 # v2.0: 120 bytes; 4-byte hole after the header, same fields as v2.1 in another order.
-V2_0: Layout = _HDR + [
-    (None, "x", 4), ("system_clock_counter", "Q", 1),
-    ("temperature_gfx", "H", 1), ("temperature_soc", "H", 1), ("temperature_core", "H", 8),
-    ("temperature_l3", "H", 2), ("average_gfx_activity", "H", 1), ("average_mm_activity", "H", 1),
-    ("average_socket_power", "H", 1), ("average_cpu_power", "H", 1), ("average_soc_power", "H", 1),
-    ("average_gfx_power", "H", 1), ("average_core_power", "H", 8),
-    ("average_gfxclk_frequency", "H", 1), ("average_socclk_frequency", "H", 1),
-    ("average_uclk_frequency", "H", 1), ("average_fclk_frequency", "H", 1),
-    ("average_vclk_frequency", "H", 1), ("average_dclk_frequency", "H", 1),
-    ("current_gfxclk", "H", 1), ("current_socclk", "H", 1), ("current_uclk", "H", 1),
-    ("current_fclk", "H", 1), ("current_vclk", "H", 1), ("current_dclk", "H", 1),
-    ("current_coreclk", "H", 8), ("current_l3clk", "H", 2),
-    ("throttle_status", "I", 1), ("fan_pwm", "H", 1), (None, "x", 2),
-]
+V2_0: Layout = _HDR + [(None, "x", 4), ("system_clock_counter", "Q", 1)] + _V2_TEMPS_ACTIVITY + (
+    _V2_POWER_CLOCKS + [(None, "x", 2)])
 
 # v2.1 .. v2.4 (each appends): the v2.4 table, cut at each version's size.
-V2_4: Layout = _HDR + [
-    ("temperature_gfx", "H", 1), ("temperature_soc", "H", 1), ("temperature_core", "H", 8),
-    ("temperature_l3", "H", 2), ("average_gfx_activity", "H", 1), ("average_mm_activity", "H", 1),
-    ("system_clock_counter", "Q", 1),
-    ("average_socket_power", "H", 1), ("average_cpu_power", "H", 1), ("average_soc_power", "H", 1),
-    ("average_gfx_power", "H", 1), ("average_core_power", "H", 8),
-    ("average_gfxclk_frequency", "H", 1), ("average_socclk_frequency", "H", 1),
-    ("average_uclk_frequency", "H", 1), ("average_fclk_frequency", "H", 1),
-    ("average_vclk_frequency", "H", 1), ("average_dclk_frequency", "H", 1),
-    ("current_gfxclk", "H", 1), ("current_socclk", "H", 1), ("current_uclk", "H", 1),
-    ("current_fclk", "H", 1), ("current_vclk", "H", 1), ("current_dclk", "H", 1),
-    ("current_coreclk", "H", 8), ("current_l3clk", "H", 2),
-    ("throttle_status", "I", 1), ("fan_pwm", "H", 1), (None, "x", 6),
+V2_4: Layout = _HDR + _V2_TEMPS_ACTIVITY + [("system_clock_counter", "Q", 1)] + _V2_POWER_CLOCKS + [
+    (None, "x", 6),
     # v2.1 ends here (120)
     ("indep_throttle_status", "Q", 1),
     # v2.2 ends here (128)
     ("average_temperature_gfx", "H", 1), ("average_temperature_soc", "H", 1),
     ("average_temperature_core", "H", 8), ("average_temperature_l3", "H", 2),
     # v2.3 ends here (152)
-    ("average_cpu_voltage", "H", 1), ("average_soc_voltage", "H", 1), ("average_gfx_voltage", "H", 1),
-    ("average_cpu_current", "H", 1), ("average_soc_current", "H", 1), ("average_gfx_current", "H", 1),
-    (None, "x", 4),
-]
+] + _u16("average_cpu_voltage", "average_soc_voltage", "average_gfx_voltage",
+         "average_cpu_current", "average_soc_current", "average_gfx_current") + [(None, "x", 4)]
 
 # v3.0: 264 bytes, Strix Halo / Strix Point / Krackan (smu_v14_0_0_get_gpu_metrics).
 V3_0: Layout = _HDR + [
