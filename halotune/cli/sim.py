@@ -15,6 +15,16 @@ def run(args) -> int:
     from halotune.sim.tree import lay_out
 
     target = os.path.abspath(args.dir)
+    if args.reboot:
+        from halotune.sim.reboot import reboot
+
+        try:
+            boot_id = reboot(target)
+        except FileNotFoundError:
+            print(f"halotune sim: {target} holds no simulated machine to reboot", file=sys.stderr)
+            return exitcodes.USAGE
+        print(f"simulated Strix Halo in {target} rebooted (boot_id {boot_id})")
+        return exitcodes.OK
     try:
         lay_out(target, scenario=args.scenario, force=args.force)
     except FileExistsError:

@@ -25,26 +25,34 @@ LIGHT_MHZ = (4420, 4312, 4405, 4288, 4350, 4267, 4301, 4276,
              4180, 4155, 4162, 4110, 4198, 4143, 4127, 4105)
 
 
-def new_policy(mode: str = "active") -> dict:
-    """A policy as the driver creates it at registration (requests at the QoS defaults)."""
+def new_policy(mode: str = "active", boost: int = 1) -> dict:
+    """A policy as the driver creates it at registration (requests at the QoS defaults; the
+    per-policy boost flag mirrors the global one, as cpufreq_online sets it)."""
     active = mode == "active"
     return {
         "governor": "powersave" if active else hw.PASSIVE_DEFAULT_GOVERNOR,
         "epp": hw.EPP_DEFAULT if active else None,
         "min_req_khz": QOS_MIN_DEFAULT_KHZ,
         "max_req_khz": QOS_MAX_DEFAULT_KHZ,
+        "boost": boost,
     }
 
 
-def cpuinfo_max_khz(state: dict) -> int:
+def boosted(state: dict, n: int) -> bool:
+    """Policy n's boost flag. A global write sets every policy's flag, and a per-policy 1 is
+    refused while the global flag is 0, so the policy's own flag is the one in force."""
+    return bool(state["cpu"]["policies"][n]["boost"])
+
+
+def cpuinfo_max_khz(state: dict, n: int) -> int:
     # amd_pstate_cpu_boost_update: boost off lowers cpuinfo.max_freq to the nominal clock.
-    return hw.CPUINFO_MAX_KHZ if state["cpu"]["boost"] else hw.NOMINAL_KHZ
+    return hw.CPUINFO_MAX_KHZ if boosted(state, n) else hw.NOMINAL_KHZ
 
 
 def effective_limits(state: dict, n: int) -> tuple[int, int]:
     """(scaling_min_freq, scaling_max_freq) of policy n in kHz."""
     pol = state["cpu"]["policies"][n]
-    top = cpuinfo_max_khz(state)
+    top = cpuinfo_max_khz(state, n)
     hi = min(max(pol["max_req_khz"], hw.CPUINFO_MIN_KHZ), top)
     lo = min(max(pol["min_req_khz"], hw.CPUINFO_MIN_KHZ), hi)
     return lo, hi
@@ -57,7 +65,7 @@ def available_governors(mode: str) -> tuple[str, ...]:
 def _thread_bounds(state: dict, n: int) -> tuple[float, float, int]:
     """(floor MHz, ceiling MHz, EPP rank) one logical CPU asks of its core."""
     lo, hi = effective_limits(state, n)
-    hard_max = hw.CORE_MAX_MHZ if state["cpu"]["boost"] else hw.CORE_BASE_MHZ
+    hard_max = hw.CORE_MAX_MHZ if boosted(state, n) else hw.CORE_BASE_MHZ
     ceiling = min(hi / 1000, hard_max)
     floor = min(lo / 1000, ceiling)
     pol = state["cpu"]["policies"][n]

@@ -59,7 +59,13 @@ THP_ENABLED_CHOICES = ("always", "madvise", "never")
 THP_DEFRAG_CHOICES = ("always", "defer", "defer+madvise", "madvise", "never")
 SWAPPINESS_MAX = 200
 COMPACTION_PROACTIVENESS_MAX = 100
+# kernel.numa_balancing: proc_dointvec_minmax with extra2 SYSCTL_FOUR (kernel/sched/core.c), so
+# 0..4 are accepted although only bits 0 (normal) and 1 (memory tiering) mean anything.
+NUMA_BALANCING_MAX = 4
 
 # --- memory sizes ----------------------------------------------------------------------------
 MEMTOTAL_KB = 131_752_264                 # REAL-derived (reference README)
 GTT_TOTAL_BYTES = 118_111_600_640         # ttm.pages_limit 28835840 x 4096
+PAGE_BYTES = 4096
+# ttm_global_init: with no pages_limit/page_pool_size given, half of totalram in pages.
+TTM_DEFAULT_PAGES = MEMTOTAL_KB * 1024 // PAGE_BYTES // 2

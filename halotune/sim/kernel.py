@@ -2,6 +2,7 @@
 
 RootFS.write_text reaches this through halotune/machine/simhook.py whenever the root holds
 `.halotune-sim/`. Each attempt, accepted or not, is appended to `.halotune-sim/writes.log`.
+Paths under `etc/` are plain configuration files, answered by etc.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import errno
 import os
 import re
 
-from halotune.sim import publish, store
+from halotune.sim import etc, publish, store
 from halotune.sim.rules import amdgpu, cpufreq, system
 
 # errno.errorcode names 95 ENOTSUP; the kernel code (and the spec) say EOPNOTSUPP.
@@ -32,7 +33,8 @@ class SimKernel:
 
         Raises OSError(errno, strerror, path) where the kernel fails the write: ENOENT for a
         missing file, EISDIR for a directory, EACCES for a read-only attribute, and the
-        driver's own errno (EINVAL, EBUSY, EOPNOTSUPP) for a refused value.
+        driver's own errno (EINVAL, EBUSY, EOPNOTSUPP) for a refused value. Under `etc/`, an
+        `etc/modprobe.d/*.conf` file is created or replaced; anything else is EACCES.
         """
         path = os.path.join(self.root, rel.lstrip("/"))
         with store.locked(self.root):
@@ -57,6 +59,9 @@ class SimKernel:
         return None
 
     def _apply(self, resolved: str, value: str) -> None:
+        if etc.owns(resolved):  # configuration files, not kernel attributes
+            etc.write(self._real_root, resolved, value)
+            return
         full = os.path.join(self._real_root, resolved)
         if not os.path.lexists(full):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))

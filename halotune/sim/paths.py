@@ -41,8 +41,20 @@ THP_ENABLED = f"{THP}/enabled"
 THP_DEFRAG = f"{THP}/defrag"
 SWAPPINESS = "proc/sys/vm/swappiness"
 COMPACTION_PROACTIVENESS = "proc/sys/vm/compaction_proactiveness"
+NUMA_BALANCING = "proc/sys/kernel/numa_balancing"
 TTM_PARAMS = "sys/module/ttm/parameters"
 GTTSIZE = "sys/module/amdgpu/parameters/gttsize"
+AMDTTM = "sys/module/amdttm"   # present only with the ROCm DKMS driver (spec §4.2)
+
+
+def module_params(module: str) -> str:
+    return f"sys/module/{module}/parameters"
+
+
+# --- boot: what the next boot reads, and what tells one boot from the next ---------------
+MODPROBE_D = "etc/modprobe.d"
+PROC_CMDLINE = "proc/cmdline"
+BOOT_ID = "proc/sys/kernel/random/boot_id"
 
 # --- procfs -------------------------------------------------------------------------------
 PROC_STAT = "proc/stat"

@@ -73,7 +73,8 @@ def _cpufreq(state: dict) -> dict[str, str | None]:
         files[f"{p}/scaling_driver"] = fmt.value("amd-pstate-epp" if active else "amd-pstate")
         files[f"{p}/scaling_available_governors"] = governors
         files[f"{p}/scaling_governor"] = fmt.value(pol["governor"])
-        files[f"{p}/cpuinfo_max_freq"] = fmt.value(cpumodel.cpuinfo_max_khz(state))
+        files[f"{p}/cpuinfo_max_freq"] = fmt.value(cpumodel.cpuinfo_max_khz(state, n))
+        files[f"{p}/boost"] = fmt.value(pol["boost"])
         files[f"{p}/scaling_min_freq"] = fmt.value(lo)
         files[f"{p}/scaling_max_freq"] = fmt.value(hi)
         files[f"{p}/scaling_cur_freq"] = fmt.value(clocks[n % hw.CORES] * 1000)
@@ -97,6 +98,7 @@ def _system(state: dict) -> dict[str, str]:
         paths.THP_DEFRAG: fmt.bracketed(hw.THP_DEFRAG_CHOICES, mm["thp_defrag"]),
         paths.SWAPPINESS: fmt.value(mm["swappiness"]),
         paths.COMPACTION_PROACTIVENESS: fmt.value(mm["compaction_proactiveness"]),
+        paths.NUMA_BALANCING: fmt.value(mm["numa_balancing"]),
         f"{paths.TTM_PARAMS}/pages_limit": fmt.value(params["ttm_pages_limit"]),
         f"{paths.TTM_PARAMS}/page_pool_size": fmt.value(params["ttm_page_pool_size"]),
         f"{paths.TTM_PARAMS}/dma32_pages_limit": fmt.value(params["ttm_dma32_pages_limit"]),

@@ -1,5 +1,6 @@
-"""The simulator's bookkeeping under `<root>/.halotune-sim/`: lock, state.json, writes.log,
-and the in-place file writer every other module uses.
+"""The simulator's bookkeeping under `<root>/.halotune-sim/`: lock, state.json, writes.log
+(write attempts and events such as a reboot), and the in-place file writer every other module
+uses.
 
 Everything that reads-modifies-writes the state (SimKernel, the Animator, the ryzenadj stand-in)
 holds the exclusive flock, so several processes can drive one tree.
@@ -48,6 +49,13 @@ def log_write(root: str, path: str, value: str, result: str) -> None:
     """One JSON line per write attempt, in the order the attempts were made."""
     line = json.dumps({"t": round(time.time(), 6), "path": path, "value": value,
                        "result": result}, sort_keys=True)
+    with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def log_event(root: str, event: str, **fields: object) -> None:
+    """A line for something that is not a write attempt (a reboot), in the same order."""
+    line = json.dumps({"t": round(time.time(), 6), "event": event, **fields}, sort_keys=True)
     with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
         f.write(line + "\n")
 

@@ -1,6 +1,7 @@
 """Lay out the simulated Strix Halo: a sysfs/procfs tree shaped exactly like the reference
 snapshot (tests/fixtures/strix-halo), plus the files the snapshot leaves out (32 CPUs, procfs,
-KFD topology, memory-management knobs, AC adapter) and the simulator's own directory.
+KFD topology, memory-management knobs, AC adapter, an empty etc/modprobe.d, the kernel's
+lib/modules) and the simulator's own directory.
 
 Static attributes are written here once; everything that depends on state is rendered by
 publish.py, the same code that keeps the tree current afterwards. No step needs root.
@@ -85,6 +86,30 @@ _SYSTEM_FILES = {
     f"{paths.CPU}/present": f"0-{hw.CPUS - 1}\n",
     "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/type": "Mains\n",
     "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/online": "1\n",
+}
+
+# Kernel modules of the installed kernel. CHOSEN: a representative part of an Ubuntu generic
+# kernel's modules.builtin; ttm and amdgpu are modules there (not built in), so their options
+# can come from modprobe.d (spec §4.2). The .ko.zst files are empty markers.
+_MODULES = f"lib/modules/{_KERNEL}"
+_BUILTIN = ("kernel/drivers/acpi/ac.ko", "kernel/drivers/acpi/battery.ko",
+            "kernel/drivers/acpi/button.ko", "kernel/drivers/acpi/fan.ko",
+            "kernel/drivers/acpi/processor.ko", "kernel/drivers/acpi/thermal.ko",
+            "kernel/drivers/block/loop.ko", "kernel/drivers/cpufreq/acpi-cpufreq.ko",
+            "kernel/drivers/cpufreq/cpufreq_conservative.ko",
+            "kernel/drivers/cpufreq/cpufreq_ondemand.ko",
+            "kernel/drivers/cpufreq/cpufreq_performance.ko",
+            "kernel/drivers/cpufreq/cpufreq_powersave.ko",
+            "kernel/drivers/cpufreq/cpufreq_userspace.ko", "kernel/drivers/hid/hid.ko",
+            "kernel/drivers/input/keyboard/atkbd.ko", "kernel/drivers/input/serio/i8042.ko",
+            "kernel/drivers/input/serio/serio.ko", "kernel/drivers/md/dm-mod.ko",
+            "kernel/drivers/tty/serial/8250/8250.ko", "kernel/fs/ext4/ext4.ko",
+            "kernel/fs/fuse/fuse.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/mbcache.ko",
+            "kernel/net/unix/unix.ko")
+_MODULE_FILES = {
+    f"{_MODULES}/modules.builtin": "".join(f"{m}\n" for m in _BUILTIN),
+    f"{_MODULES}/kernel/drivers/gpu/drm/ttm/ttm.ko.zst": "",
+    f"{_MODULES}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko.zst": "",
 }
 
 # KFD topology (drivers/gpu/drm/amd/amdkfd/kfd_topology.c node_show order). gfx_target_version,
@@ -187,19 +212,31 @@ def _link(root: str, rel: str, target: str) -> None:
     os.symlink(target, path)
 
 
+def _clear_config(root: str) -> None:
+    """Remove what was written into etc/modprobe.d of an earlier simulated machine."""
+    conf = os.path.join(root, paths.MODPROBE_D)
+    if os.path.isdir(conf) and not os.path.islink(conf):
+        for entry in os.scandir(conf):
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+
+
 def lay_out(root: str, scenario: str = "reference", *, force: bool = False) -> None:
     """Create (or reset) the simulated machine in directory `root` in state `scenario`
-    ("reference": the snapshot's moment, "idle": an idle machine).
+    ("reference": the snapshot's moment, "idle": an idle machine). Resetting an earlier
+    simulated machine also empties its etc/modprobe.d, as the laid-out machine has none.
 
     Raises FileExistsError for a non-empty directory that holds no simulated machine unless
     `force`, ValueError for an unknown scenario or for "/".
     """
     state = scenarios.initial_state(scenario)
     _check_target(root, force)
+    if os.path.isdir(os.path.join(root, SIM_MARKER)):
+        _clear_config(root)  # a reset forgets boot-time configuration too
 
-    static = {**_DEVICE_FILES, **_SYSTEM_FILES, **_kfd_files(), **_cpu_files(),
-              "proc/sys/kernel/random/boot_id": f"{uuid.uuid4()}\n"}
-    dirs = {os.path.dirname(rel) for rel in static} | {SIM_MARKER}
+    static = {**_DEVICE_FILES, **_SYSTEM_FILES, **_kfd_files(), **_cpu_files(), **_MODULE_FILES,
+              paths.BOOT_ID: f"{uuid.uuid4()}\n"}
+    dirs = {os.path.dirname(rel) for rel in static} | {SIM_MARKER, paths.MODPROBE_D}
     dirs |= {os.path.dirname(rel) for rel in publish.render(state)}
     dirs.add(os.path.dirname(paths.RYZENADJ))
     for d in sorted(dirs):

@@ -60,6 +60,16 @@ def write(fs: RootFS, rel: str, value: str) -> str:
     (paths.SWAPPINESS, "201", "EINVAL"),
     (paths.SWAPPINESS, "-1", "EINVAL"),
     (paths.COMPACTION_PROACTIVENESS, "101", "EINVAL"),
+    (paths.NUMA_BALANCING, "5", "EINVAL"),      # proc_dointvec_minmax 0..4
+    (paths.NUMA_BALANCING, "-1", "EINVAL"),
+    (paths.NUMA_BALANCING, "on", "EINVAL"),
+    (f"{CPU3}/boost", "2", "EINVAL"),
+    (f"{CPU3}/boost", "yes", "EINVAL"),
+    ("etc/passwd", "root::0:0::/root:/bin/sh", "EACCES"),   # only modprobe.d files are offered
+    ("etc/modprobe.d/notes.txt", "x", "EACCES"),             # kmod reads *.conf only
+    ("etc/modprobe.d/.hidden.conf", "x", "EACCES"),
+    ("etc/sysctl.d/99-tune.conf", "vm.swappiness=10", "EACCES"),
+    ("etc/modprobe.d", "x", "EISDIR"),
     (f"{CARD}/vendor", "0x1002", "EACCES"),     # read-only attributes
     (f"{CARD}/gpu_metrics", "x", "EACCES"),
     (f"{CPU3}/cpuinfo_max_freq", "5188000", "EACCES"),
@@ -226,3 +236,43 @@ def test_writes_are_logged_in_order_and_files_change_in_place(sim_fs):
         (f"{paths.DEV}/pp_od_clk_voltage", "c", "ok"),
     ]
     assert log[0]["t"] <= log[-1]["t"]
+
+
+def test_numa_balancing(sim_fs):
+    assert sim_fs.read_int(paths.NUMA_BALANCING) == 0   # one NUMA node: left off at boot
+    for value in ("1", "3\n", "4", "0"):
+        assert write(sim_fs, paths.NUMA_BALANCING, value) == "ok"
+        assert sim_fs.read_int(paths.NUMA_BALANCING) == int(value)
+
+
+def test_per_policy_boost_under_the_global_flag(sim_fs):
+    cpu19 = "sys/devices/system/cpu/cpu19/cpufreq"
+    assert sim_fs.read_int(f"{CPU3}/boost") == 1
+    assert write(sim_fs, f"{CPU3}/boost", "0\n") == "ok"
+    assert sim_fs.read_int(f"{CPU3}/cpuinfo_max_freq") == 3000000   # this policy only
+    assert sim_fs.read_int(f"{cpu19}/cpuinfo_max_freq") == 5188000
+    assert sim_fs.read_int(paths.BOOST) == 1
+    assert write(sim_fs, paths.BOOST, "1") == "ok"    # the global write syncs every policy
+    assert sim_fs.read_int(f"{CPU3}/boost") == 1
+    assert write(sim_fs, paths.BOOST, "0") == "ok"
+    assert {sim_fs.read_int(f"{paths.policy(n)}/boost") for n in range(32)} == {0}
+    assert write(sim_fs, f"{CPU3}/boost", "1") == "EINVAL"   # store_local_boost: global is off
+    assert write(sim_fs, f"{CPU3}/boost", "0") == "EINVAL"
+    assert write(sim_fs, paths.BOOST, "1") == "ok"
+    assert write(sim_fs, f"{cpu19}/boost", "0") == "ok"
+    assert write(sim_fs, paths.PSTATE_STATUS, "passive") == "ok"  # new policies mirror global
+    assert sim_fs.read_int(f"{cpu19}/boost") == 1
+
+
+def test_modprobe_d_files_are_plain_files(sim_fs):
+    rel = "etc/modprobe.d/halotune-gtt.conf"
+    path = sim_fs.path(rel)
+    assert write(sim_fs, rel, "options ttm pages_limit=1\noptions ttm page_pool_size=1") == "ok"
+    assert open(path).read() == "options ttm pages_limit=1\noptions ttm page_pool_size=1\n"
+    assert write(sim_fs, rel, "options ttm pages_limit=2\n") == "ok"   # replaced, not appended
+    assert open(path).read() == "options ttm pages_limit=2\n"
+    os.unlink(path)   # removal needs no hook
+    log = store.read_log(sim_fs.root)
+    assert [(e["path"], e["value"], e["result"]) for e in log] == [
+        (rel, "options ttm pages_limit=1\noptions ttm page_pool_size=1", "ok"),
+        (rel, "options ttm pages_limit=2\n", "ok")]

@@ -102,6 +102,14 @@ def test_files_the_snapshot_lacks(sim_fs):
     assert sim_fs.read_text("sys/class/power_supply/ACAD/type") == "Mains"
     assert sim_fs.read_int("sys/class/power_supply/ACAD/online") == 1
     assert sim_fs.read_int(paths.BOOST) == 1
+    assert sim_fs.read_int(paths.NUMA_BALANCING) == 0
+    assert {sim_fs.read_int(f"{paths.policy(n)}/boost") for n in range(32)} == {1}
+    assert sim_fs.isdir(paths.MODPROBE_D) and sim_fs.listdir(paths.MODPROBE_D) == []
+    modules = "lib/modules/6.17.0-5-generic"
+    builtin = sim_fs.read_text(f"{modules}/modules.builtin").splitlines()
+    assert "kernel/fs/ext4/ext4.ko" in builtin
+    assert not [m for m in builtin if "/ttm/" in m or "/amdgpu/" in m]   # loadable modules
+    assert sim_fs.read_bytes(f"{modules}/kernel/drivers/gpu/drm/ttm/ttm.ko.zst") == b""
     meminfo = sim_fs.read_text("proc/meminfo")
     for key in ("SwapTotal:", "SwapFree:", "Hugepagesize:", "DirectMap1G:"):
         assert key in meminfo
@@ -116,6 +124,14 @@ def test_modes_and_the_ryzenadj_script(sim_root):
     assert _read(script).decode().splitlines()[0] == f"#!{sys.executable}"
     assert store.read_log(sim_root) == []
     assert store.load_state(sim_root)["scenario"] == "reference"
+
+
+def test_a_reset_empties_modprobe_d(sim_fs):
+    conf = sim_fs.path(f"{paths.MODPROBE_D}/halotune-gtt.conf")
+    with open(conf, "w") as f:
+        f.write("options ttm pages_limit=1\n")
+    lay_out(sim_fs.root)
+    assert sim_fs.listdir(paths.MODPROBE_D) == []
 
 
 def test_each_lay_out_is_a_new_boot(sim_fs):

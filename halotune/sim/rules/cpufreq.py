@@ -69,15 +69,33 @@ def freq_limit(state: dict, value: str, m: re.Match) -> None:
     _policy(state, m)[f"{m.group('which')}_req_khz"] = khz
 
 
-def boost(state: dict, value: str, _m: re.Match) -> None:
-    """cpufreq/boost: store_boost, kstrtoint(base 10) and only 0 or 1."""
+def _boost_flag(value: str) -> int:
+    """store_boost / store_local_boost: kstrtoint(base 10), then only 0 or 1."""
     try:
         on = kstrtol(value, base=10, bits=32)
     except ValueError:
         reject()
     if on not in (0, 1):
         reject()
+    return on
+
+
+def boost(state: dict, value: str, _m: re.Match) -> None:
+    """cpufreq/boost: cpufreq_boost_trigger_state sets the driver flag and then every policy's
+    flag, even when the global value does not change (kept in sync since 6.15)."""
+    on = _boost_flag(value)
     state["cpu"]["boost"] = on
+    for pol in state["cpu"]["policies"]:
+        pol["boost"] = on
+
+
+def policy_boost(state: dict, value: str, m: re.Match) -> None:
+    """policyN/boost (per-policy boost, amd-pstate 6.11+): store_local_boost is -EINVAL while
+    the global flag (cpufreq_driver->boost_enabled) is 0, whatever the value."""
+    on = _boost_flag(value)
+    if not state["cpu"]["boost"]:
+        reject()
+    _policy(state, m)["boost"] = on
 
 
 # amd_pstate_mode_string, index order; status_store compares the first `size` bytes.
@@ -100,7 +118,7 @@ def pstate_status(state: dict, value: str, _m: re.Match) -> None:
         reject(errno.EOPNOTSUPP)  # the simulator does not model a machine without cpufreq
     if "active" in (mode, current):
         # amd_pstate_change_driver_mode: the driver re-registers, policies start afresh
-        cpu["policies"] = [cpumodel.new_policy(mode) for _ in range(hw.CPUS)]
+        cpu["policies"] = [cpumodel.new_policy(mode, cpu["boost"]) for _ in range(hw.CPUS)]
     cpu["pstate_mode"] = mode
 
 
@@ -109,6 +127,7 @@ RULES = (
     (rf"{_POLICY}/scaling_governor", governor),
     (rf"{_POLICY}/energy_performance_preference", epp),
     (rf"{_POLICY}/scaling_(?P<which>min|max)_freq", freq_limit),
+    (rf"{_POLICY}/boost", policy_boost),
     (re.escape(BOOST), boost),
     (re.escape(PSTATE_STATUS), pstate_status),
 )

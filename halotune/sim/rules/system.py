@@ -72,6 +72,18 @@ def vm_sysctl(state: dict, value: str, m: re.Match) -> None:
     state["mm"][name] = number
 
 
+def numa_balancing(state: dict, value: str, _m: re.Match) -> None:
+    """kernel.numa_balancing (CONFIG_NUMA_BALANCING, as on Ubuntu): sysctl_numa_balancing runs
+    proc_dointvec_minmax over 0..NUMA_BALANCING_MAX."""
+    try:
+        number = proc_int(value)
+    except ValueError:
+        reject()
+    if not 0 <= number <= hw.NUMA_BALANCING_MAX:
+        reject()
+    state["mm"]["numa_balancing"] = number
+
+
 RULES = (
     (re.escape(paths.PLATFORM_PROFILE), platform_profile),
     (rf"{re.escape(paths.TTM_PARAMS)}/(?P<name>pages_limit|page_pool_size|dma32_pages_limit)",
@@ -79,4 +91,5 @@ RULES = (
     (re.escape(paths.GTTSIZE), gttsize),
     (rf"{re.escape(paths.THP)}/(?P<which>enabled|defrag)", thp),
     (r"proc/sys/vm/(?P<name>swappiness|compaction_proactiveness)", vm_sysctl),
+    (re.escape(paths.NUMA_BALANCING), numa_balancing),
 )
