@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=0.5, metavar="S",
                      help="animation step in seconds (0.5)")
     sim.add_argument("--force", action="store_true", help="lay out into a non-empty DIR")
+    sim.add_argument("--reboot", action="store_true",
+                     help="simulate a reboot of the machine in DIR: new boot_id, runtime "
+                          "settings back to firmware defaults, modprobe.d GTT settings applied")
 
     snap = sub.add_parser("snapshot", help="collect what halotune reads into a bug-report archive",
                           description="Collect every file halotune reads, plus `ryzenadj -i`, "
@@ -75,7 +78,81 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("out", metavar="OUT.tar.gz")
     snap.add_argument("--redact", action="store_true",
                       help="replace boot ids, UUIDs and the host name before archiving")
+    _tuning_parsers(sub)
     return p
+
+
+def _state(p: argparse.ArgumentParser, wait: bool = True) -> None:
+    p.add_argument("--state-dir", metavar="DIR", default=os.environ.get("HALOTUNE_STATE_DIR"),
+                   help="journal and lock directory (env HALOTUNE_STATE_DIR; default "
+                        "/var/lib/halotune, or DIR/.halotune-state for --root DIR)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    if wait:
+        p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                       help="wait up to S seconds for another halotune to finish (0)")
+
+
+def _profiles_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profiles-dir", metavar="DIR", default=None,
+                   help="admin profiles directory (default /etc/halotune/profiles); the "
+                        "shipped profiles stay available underneath")
+
+
+def _tuning_parsers(sub) -> None:
+    ap = sub.add_parser("apply", help="apply a tuning profile (shows the plan, verifies)",
+                        description="Apply a profile: plan current -> target per tunable, "
+                                    "journal the originals durably, write in a safe order, "
+                                    "verify. Needs root on a real machine.")
+    _common(ap)
+    ap.add_argument("name", metavar="NAME", help="profile name (see `halotune profiles list`)")
+    ap.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    ap.add_argument("--confirm", type=float, metavar="S", default=None,
+                    help="revert automatically unless `halotune confirm` comes within S seconds")
+    ap.add_argument("--force", action="store_true",
+                    help="allow values refused by default (GTT above 90 %% of RAM)")
+    _state(ap)
+    _profiles_dir(ap)
+
+    rb = sub.add_parser("rollback", help="restore the values the machine had before halotune",
+                        description="Restore exactly the original values, then verify.")
+    _common(rb)
+    rb.add_argument("--dry-run", action="store_true", help="show what would be restored")
+    _state(rb)
+
+    vf = sub.add_parser("verify", help="compare the machine with the applied profile (drift)",
+                        description="List values that no longer hold (another daemon or the "
+                                    "firmware changed them). Exit 2 when something drifted.")
+    _common(vf)
+    _state(vf, wait=False)
+
+    rc = sub.add_parser("recover", help="finish what a crashed apply/rollback left behind",
+                        description="Undo an unfinished transaction (restore the originals), "
+                                    "or complete it with --resume.")
+    _common(rc)
+    rc.add_argument("--resume", action="store_true", help="complete the interrupted apply")
+    _state(rc)
+
+    cf = sub.add_parser("confirm", help="keep a profile applied with --confirm")
+    _common(cf)
+    _state(cf)
+
+    rv = sub.add_parser("_revert-unconfirmed", help=argparse.SUPPRESS)
+    _common(rv)
+    rv.add_argument("--deadline", type=float, required=True)
+    _state(rv)
+
+    pr = sub.add_parser("profiles", help="list, show and compare tuning profiles")
+    _common(pr)
+    _profiles_dir(pr)
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    psub = pr.add_subparsers(dest="profiles_command", metavar="list|show|diff",
+                             parser_class=_Parser)
+    psub.add_parser("list", help="every profile with its description")
+    sh = psub.add_parser("show", help="one profile, resolved (inheritance applied)")
+    sh.add_argument("name", metavar="NAME")
+    df = psub.add_parser("diff", help="what differs between two profiles")
+    df.add_argument("a", metavar="A")
+    df.add_argument("b", metavar="B")
 
 
 def _setup_logging(level: str) -> None:
@@ -101,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "snapshot":
             from halotune.cli import snapshot
             return snapshot.run(args)
+        if args.command in ("apply", "rollback", "verify", "recover", "confirm",
+                            "_revert-unconfirmed"):
+            from halotune.cli import tuning
+            return getattr(tuning, args.command.strip("_").replace("-", "_"))(args)
+        if args.command == "profiles":
+            from halotune.cli import profiles
+            return profiles.run(args)
     except KeyboardInterrupt:
         return exitcodes.OK
     except BrokenPipeError:

@@ -13,6 +13,20 @@ from halotune.machine import parse
 from halotune.machine.rootfs import RootFS
 
 PAGE_SIZE = 4096
+# Written by halotune's memory.gtt_gib tunable; read here to report a pending reboot.
+GTT_CONF = "etc/modprobe.d/halotune-gtt.conf"
+
+
+def pages_in_conf(text: str | None) -> int | None:
+    """pages_limit from modprobe.d text (`options ttm pages_limit=N ...`; amdttm with DKMS)."""
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "options" and words[1] in ("ttm", "amdttm"):
+            for w in words[2:]:
+                k, _, v = w.partition("=")
+                if k == "pages_limit" and v.isdigit():
+                    return int(v)
+    return None
 
 
 @dataclass
@@ -24,6 +38,7 @@ class MemoryReading:
     ttm_dma32_pages_limit: int | None = None
     amdgpu_gttsize_mib: int | None = None
     amdgpu_gttsize_readable: bool = True
+    gtt_conf_pages: int | None = None      # pages_limit halotune wrote for the next boot
 
 
 class MemoryReader:
@@ -48,4 +63,5 @@ class MemoryReader:
             r.ttm_dma32_pages_limit = fs.hot_int(f"{p}/dma32_pages_limit")
         r.amdgpu_gttsize_mib = fs.hot_int("sys/module/amdgpu/parameters/gttsize")
         r.amdgpu_gttsize_readable = "sys/module/amdgpu/parameters/gttsize" not in fs.last_errors
+        r.gtt_conf_pages = pages_in_conf(fs.hot_text(GTT_CONF))
         return r

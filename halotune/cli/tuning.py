@@ -1,0 +1,139 @@
+"""`halotune apply|rollback|verify|recover|confirm`: the apply engine's commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from halotune.cli import exitcodes
+from halotune.machine.rootfs import RootFS
+
+
+def _engine(args):
+    from halotune.tuning.engine import Engine, default_state_dir
+
+    fs = RootFS(args.root)
+    state_dir = getattr(args, "state_dir", None) or default_state_dir(args.root)
+    return Engine(fs, state_dir, force=getattr(args, "force", False),
+                  wait_s=getattr(args, "wait", 0.0) or 0.0)
+
+
+def _needs_root(args, verb: str) -> int | None:
+    if os.path.abspath(args.root) == "/" and os.geteuid() != 0:
+        print(f"halotune {verb} changes kernel settings and needs root: "
+              f"sudo halotune {verb} ...", file=sys.stderr)
+        return exitcodes.PERMISSION
+    return None
+
+
+def _emit(args, outcome) -> int:
+    from halotune.views import plan
+
+    if getattr(args, "json", False):
+        json.dump({"schema": "halotune.outcome/1", **outcome.to_dict()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(plan.render(outcome))
+    return exitcodes.OK if outcome.ok else exitcodes.NOT_READY
+
+
+def _guard(fn):
+    """Turn the engine's refusals into messages and exit codes."""
+    def wrapped(args):
+        from halotune.tuning.engine import EngineError
+        from halotune.tuning.journal import JournalError
+        from halotune.tuning.loader import ProfileError
+
+        try:
+            return fn(args)
+        except ProfileError as e:
+            print(f"halotune: {e}", file=sys.stderr)
+            return exitcodes.NOT_READY
+        except EngineError as e:
+            for p in e.problems:
+                print(f"halotune: {p}", file=sys.stderr)
+            print("halotune: nothing was changed" if e.code == exitcodes.NOT_READY else "",
+                  file=sys.stderr)
+            return e.code
+        except JournalError as e:
+            print(f"halotune: {e}", file=sys.stderr)
+            return exitcodes.NOT_READY
+        except PermissionError as e:
+            print(f"halotune: {e.filename or ''}: permission denied (run as root)", file=sys.stderr)
+            return exitcodes.PERMISSION
+    return wrapped
+
+
+def _check_hardware(fs, profile) -> None:
+    from halotune.machine.discovery import find_amd_gpus
+    from halotune.tuning.engine import EngineError
+    from halotune.tuning.loader import check_requirements
+
+    gpus = find_amd_gpus(fs)
+    refusal = check_requirements(profile, [g.gfx_target or "" for g in gpus],
+                                 [g.device_id_hex for g in gpus])
+    if refusal:
+        raise EngineError(refusal, code=exitcodes.NO_AMD_GPU if not gpus else exitcodes.NOT_READY)
+
+
+@_guard
+def apply(args) -> int:
+    from halotune.tuning.loader import ProfileStore
+
+    if not args.dry_run and (code := _needs_root(args, "apply")):
+        return code
+    profile = ProfileStore(args.profiles_dir).load(args.name)
+    engine = _engine(args)
+    _check_hardware(engine.fs, profile)
+    outcome = engine.apply(profile, dry_run=args.dry_run, confirm_s=args.confirm)
+    if outcome.ok and args.confirm and not args.dry_run:
+        _spawn_reverter(args, engine)
+    return _emit(args, outcome)
+
+
+def _spawn_reverter(args, engine) -> None:
+    """A detached process that reverts the apply if `halotune confirm` does not come in time.
+    Its own session: the SSH session's SIGHUP does not reach it."""
+    import subprocess
+
+    deadline = engine.state.load(engine.fs.root).active["confirm_deadline"]
+    argv = [sys.executable, "-m", "halotune", "--root", args.root, "_revert-unconfirmed",
+            "--state-dir", engine.state.path, "--deadline", repr(deadline)]
+    subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+@_guard
+def rollback(args) -> int:
+    if not args.dry_run and (code := _needs_root(args, "rollback")):
+        return code
+    return _emit(args, _engine(args).rollback(dry_run=args.dry_run))
+
+
+@_guard
+def verify(args) -> int:
+    return _emit(args, _engine(args).verify())
+
+
+@_guard
+def recover(args) -> int:
+    if code := _needs_root(args, "recover"):
+        return code
+    return _emit(args, _engine(args).recover(resume=args.resume))
+
+
+@_guard
+def confirm(args) -> int:
+    if code := _needs_root(args, "confirm"):
+        return code
+    return _emit(args, _engine(args).confirm())
+
+
+@_guard
+def revert_unconfirmed(args) -> int:
+    import time
+
+    time.sleep(max(0.0, args.deadline - time.time()))
+    _engine(args).revert_unconfirmed(args.deadline)
+    return exitcodes.OK

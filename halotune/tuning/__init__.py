@@ -1,0 +1,1 @@
+"""Profiles and the apply engine: plan, journal, apply, verify, roll back, recover."""

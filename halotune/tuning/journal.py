@@ -1,0 +1,129 @@
+"""The write-ahead journal: what the machine had before halotune's first change, and what a
+transaction has done so far. One JSON file in the state directory, replaced atomically
+(temp file, fsync, rename, fsync dir) before the first write of a transaction and after every
+completed write, so a crash at any point leaves a journal that says exactly what to undo.
+
+    baseline  key -> {"state", "boot_id", "boot_time"}: originals, captured once and kept
+              until a rollback completes (applying B over A keeps A's originals)
+    active    the applied profile: name, target states, boot_id, confirm deadline
+    txn       an apply or rollback in progress: plan order, targets, keys done, pid
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from halotune.machine import durable
+
+JOURNAL = "journal.json"
+LOCK = "lock"
+VERSION = 1
+
+
+class JournalError(Exception):
+    """The state directory cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class Journal:
+    root: str
+    baseline: dict = field(default_factory=dict)
+    active: dict | None = None
+    txn: dict | None = None
+    version: int = VERSION
+
+    # --- boots ---------------------------------------------------------------------------
+    def forget_other_boots(self, boot_id: str | None) -> list[str]:
+        """Runtime originals from another boot are never written back: the firmware already
+        reset those values at boot, so they are recaptured. Returns the keys dropped."""
+        dropped = [k for k, e in self.baseline.items()
+                   if not e.get("boot_time") and e.get("boot_id") != boot_id]
+        for k in dropped:
+            del self.baseline[k]
+        for section in ("active", "txn"):
+            entry = getattr(self, section)
+            if entry and entry.get("boot_id") != boot_id:
+                boot_keys = {k: v for k, v in entry.get("targets", {}).items()
+                             if k in entry.get("boot_time_keys", [])}
+                if section == "active" and boot_keys:
+                    entry.update(targets=boot_keys, boot_id=boot_id, confirm_deadline=None)
+                elif section == "active":
+                    self.active = None
+        return dropped
+
+
+class StateDir:
+    """The state directory: the journal and the one-writer lock."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self._lock_fd: int | None = None
+
+    @property
+    def journal_path(self) -> str:
+        return os.path.join(self.path, JOURNAL)
+
+    def load(self, root: str) -> Journal:
+        try:
+            data = durable.read_json(self.journal_path)
+        except durable.CorruptStateError as e:
+            raise JournalError(
+                f"{self.journal_path} is damaged ({e.reason}); the original values it held "
+                "cannot be trusted. Move it aside to start afresh (halotune will not guess).") from None
+        except PermissionError:
+            raise JournalError(f"{self.journal_path}: permission denied (needs root)") from None
+        if data is None:
+            return Journal(root=root)
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise JournalError(f"{self.journal_path}: unknown journal version "
+                               f"{data.get('version') if isinstance(data, dict) else data!r}")
+        if data.get("root") != root:
+            raise JournalError(f"{self.journal_path} belongs to root {data.get('root')!r}, not "
+                               f"{root!r}: use --state-dir to keep each root's state apart")
+        return Journal(root=data["root"], baseline=data.get("baseline") or {},
+                       active=data.get("active"), txn=data.get("txn"))
+
+    def save(self, journal: Journal) -> None:
+        """Durably replace the journal. Raises OSError (ENOSPC...): callers must not write to
+        the machine without a journal."""
+        durable.ensure_dir(self.path, mode=0o700)
+        durable.write_json(self.journal_path, asdict(journal))
+
+    # --- one writer at a time ----------------------------------------------------------------
+    def lock(self, wait_s: float = 0.0) -> None:
+        durable.ensure_dir(self.path, mode=0o700)
+        fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise JournalError(f"another halotune (pid {holder}) is changing this machine "
+                                       f"(lock {self.path}/{LOCK}); try again when it is done, "
+                                       "or pass --wait SECONDS") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # closing releases the flock
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()

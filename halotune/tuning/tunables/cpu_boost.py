@@ -1,0 +1,62 @@
+"""cpu.boost: CPU boost, global (cpufreq/boost, 0/1) and per policy where amd-pstate has it
+(policyN/boost, believed Linux 6.11+, UNCONFIRMED). State: {"global": 0|1, "policyN": 0|1}."""
+
+from __future__ import annotations
+
+from halotune.tuning.tunables import cpufreq
+from halotune.tuning.tunables.base import Tunable
+
+KEY = "cpu.boost"
+GLOBAL = f"{cpufreq.CPUFREQ}/boost"
+
+
+class CpuBoost(Tunable):
+    name = "cpu_boost"
+    keys = (KEY,)
+    apply_rank = 45
+    rollback_rank = 65
+
+    def _files(self, ctx) -> dict[str, str]:
+        files = {}
+        if ctx.fs.exists(GLOBAL):
+            files["global"] = GLOBAL
+        for p in cpufreq.policies(ctx):
+            rel = f"{cpufreq.CPUFREQ}/{p}/boost"
+            if ctx.fs.exists(rel):
+                files[p] = rel
+        return files
+
+    def unavailable(self, ctx):
+        return None if self._files(ctx) else "no cpufreq boost control on this kernel/driver"
+
+    def read(self, ctx):
+        return {KEY: {name: ctx.fs.read_int(rel) for name, rel in self._files(ctx).items()}}
+
+    def plan(self, ctx, targets, planned, current):
+        value = 1 if targets[KEY] else 0
+        return {KEY: {name: value for name in self._files(ctx)}}
+
+    def write(self, ctx, states, current):
+        files, want = self._files(ctx), states[KEY]
+        cur = dict(current.get(KEY) or {})
+        glob = want.get("global")
+        # Per-policy boost is refused while the global switch is off, and a global write sets
+        # every policy's flag (Linux 6.15+): enable globally first, disable globally last.
+        if glob == 1 and cur.get("global") != 1:
+            ctx.write(KEY, files["global"], "1")
+            cur = self.read(ctx)[KEY]
+        for name, value in want.items():
+            if name != "global" and cur.get(name) != value:
+                ctx.write(KEY, files[name], str(value))
+        if glob == 0 and cur.get("global") != 0:
+            ctx.write(KEY, files["global"], "0")
+
+    def show(self, key, state):
+        if isinstance(state, dict) and state:
+            vals = set(state.values())
+            if len(vals) == 1:
+                return "on" if vals.pop() else "off"
+        return super().show(key, state)
+
+
+TUNABLES = [CpuBoost()]

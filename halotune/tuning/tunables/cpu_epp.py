@@ -1,0 +1,61 @@
+"""cpu.epp: amd-pstate energy_performance_preference of every policy.
+
+Interface: policyN/energy_performance_preference and energy_performance_available_preferences
+(amd-pstate-epp, Linux >= 6.3). Under the performance governor the choices shrink to
+`performance` and any other write fails with EBUSY, so a target is checked against the state
+*after* the planned governor write, and EPP is written after the governor both ways.
+"""
+
+from __future__ import annotations
+
+from halotune.tuning.tunables import cpufreq
+from halotune.tuning.tunables.base import InvalidTarget, Tunable, choices_error
+
+KEY = "cpu.epp"
+ALL_EPP = ["default", "performance", "balance_performance", "balance_power", "power"]
+
+
+class CpuEpp(Tunable):
+    name = "cpu_epp"
+    keys = (KEY,)
+    apply_rank = 40
+    rollback_rank = 60
+
+    def unavailable(self, ctx):
+        pols = cpufreq.policies(ctx)
+        if not pols:
+            return "no cpufreq policies"
+        if not ctx.fs.exists(f"{cpufreq.CPUFREQ}/{pols[0]}/energy_performance_preference"):
+            return "no energy_performance_preference (amd-pstate not in active/EPP mode)"
+        return None
+
+    def read(self, ctx):
+        return {KEY: cpufreq.read_each(ctx, "energy_performance_preference")}
+
+    def plan(self, ctx, targets, planned, current):
+        value = str(targets[KEY])
+        # The governor this policy will have once the plan's earlier writes are done.
+        governors = planned.get("cpu.governor") or cpufreq.read_each(ctx, "scaling_governor") or {}
+        out = {}
+        for p in cpufreq.policies(ctx):
+            gov = governors.get(p)
+            rel = f"{cpufreq.CPUFREQ}/{p}/energy_performance_available_preferences"
+            if gov == "performance":
+                if value != "performance":
+                    raise InvalidTarget(KEY, value, f"must be performance under the performance "
+                                                    f"governor ({p}; the kernel answers EBUSY)")
+            else:
+                live = ctx.fs.read_list(rel) or []
+                # The live list reflects the governor now; if it is changing away from
+                # performance, the full list becomes available.
+                choices = live if len(live) > 1 else ALL_EPP
+                if value not in choices:
+                    raise choices_error(KEY, value, choices, rel)
+            out[p] = value
+        return {KEY: out}
+
+    def write(self, ctx, states, current):
+        cpufreq.write_each(ctx, KEY, "energy_performance_preference", states[KEY], current.get(KEY))
+
+
+TUNABLES = [CpuEpp()]
