@@ -37,6 +37,7 @@ fi
 
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if [ "$mode" = test ]; then
+    "${pip[@]}" install -U 'setuptools>=77' wheel
     "${pip[@]}" install -e '.[test]'
     exec .venv/bin/python -m pytest -q "${@:2}"
 fi

@@ -117,7 +117,8 @@ class Engine:
     def _row(self, item: _Item, status: str) -> Row:
         t = item.tunable
         return Row(item.key, t.show(item.key, item.current), t.show(item.key, item.target),
-                   status=status, boot_time=t.boot_time)
+                   status=status, boot_time=t.boot_time,
+                   note="" if item.from_profile else "(back to the original value)")
 
     # --- planning ----------------------------------------------------------------------------
     def plan(self, profile, journal: Journal | None = None) -> tuple[list[_Item], list[Row], list[str]]:
