@@ -79,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--redact", action="store_true",
                       help="replace boot ids, UUIDs and the host name before archiving")
     _tuning_parsers(sub)
+
+    dm = sub.add_parser("daemon", help="run the halotune service (sampling, API, rules)",
+                        description="Run the service: sample telemetry, serve the local API "
+                                    "(docs/api.md), apply profiles by rule. Normally started by "
+                                    "systemd (systemd/halotune.service).")
+    _common(dm)
+    dm.add_argument("--config", metavar="PATH", default=None,
+                    help="configuration file (env HALOTUNE_CONFIG; default "
+                         "/etc/halotune/halotune.toml)")
+    dm.add_argument("--socket", metavar="PATH", default=None,
+                    help="API socket (env HALOTUNE_SOCKET; default from the configuration)")
+    dm.add_argument("--state-dir", metavar="DIR", default=os.environ.get("HALOTUNE_STATE_DIR"),
+                    help="journal directory (env HALOTUNE_STATE_DIR)")
+    _profiles_dir(dm)
+    dm.add_argument("--check-config", action="store_true",
+                    help="validate the configuration file and exit")
     return p
 
 
@@ -87,6 +103,9 @@ def _state(p: argparse.ArgumentParser, wait: bool = True) -> None:
                    help="journal and lock directory (env HALOTUNE_STATE_DIR; default "
                         "/var/lib/halotune, or DIR/.halotune-state for --root DIR)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.add_argument("--socket", metavar="PATH", default=None,
+                   help="daemon API socket (env HALOTUNE_SOCKET); when a daemon serves this "
+                        "root, changes go through it")
     if wait:
         p.add_argument("--wait", type=float, default=0.0, metavar="S",
                        help="wait up to S seconds for another halotune to finish (0)")
@@ -182,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                             "_revert-unconfirmed"):
             from halotune.cli import tuning
             return getattr(tuning, args.command.strip("_").replace("-", "_"))(args)
+        if args.command == "daemon":
+            from halotune.cli import daemon
+            return daemon.run(args)
         if args.command == "profiles":
             from halotune.cli import profiles
             return profiles.run(args)

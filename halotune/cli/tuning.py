@@ -38,6 +38,28 @@ def _emit(args, outcome) -> int:
     return exitcodes.OK if outcome.ok else exitcodes.NOT_READY
 
 
+def _via_daemon(args, method: str, params: dict):
+    """One writer: when a daemon serves this root, mutating commands go through it.
+    Returns the outcome, or None when no daemon answers (act directly)."""
+    from halotune.daemon.client import ApiError, Client
+    from halotune.tuning.engine import EngineError, Outcome, Row
+
+    client = Client.try_connect(getattr(args, "socket", None))
+    if client is None:
+        return None
+    with client:
+        try:
+            if client.call("hello").get("root") != os.path.abspath(args.root):
+                return None
+            result = client.call(method, params)
+        except ApiError as e:
+            if e.code == "EPERM":
+                raise PermissionError(e.message) from None
+            raise EngineError(e.message.split("; "), code=exitcodes.NOT_READY) from None
+    rows = [Row(**r) for r in result.pop("rows", [])]
+    return Outcome(rows=rows, **result)
+
+
 def _guard(fn):
     """Turn the engine's refusals into messages and exit codes."""
     def wrapped(args):
@@ -60,32 +82,24 @@ def _guard(fn):
             print(f"halotune: {e}", file=sys.stderr)
             return exitcodes.NOT_READY
         except PermissionError as e:
-            print(f"halotune: {e.filename or ''}: permission denied (run as root)", file=sys.stderr)
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"halotune: {where}permission denied: {e.strerror or e}", file=sys.stderr)
             return exitcodes.PERMISSION
     return wrapped
-
-
-def _check_hardware(fs, profile) -> None:
-    from halotune.machine.discovery import find_amd_gpus
-    from halotune.tuning.engine import EngineError
-    from halotune.tuning.loader import check_requirements
-
-    gpus = find_amd_gpus(fs)
-    refusal = check_requirements(profile, [g.gfx_target or "" for g in gpus],
-                                 [g.device_id_hex for g in gpus])
-    if refusal:
-        raise EngineError(refusal, code=exitcodes.NO_AMD_GPU if not gpus else exitcodes.NOT_READY)
 
 
 @_guard
 def apply(args) -> int:
     from halotune.tuning.loader import ProfileStore
 
+    via = _via_daemon(args, "apply", {"profile": args.name, "dry_run": args.dry_run,
+                                      "confirm_s": args.confirm})
+    if via is not None:
+        return _emit(args, via)
     if not args.dry_run and (code := _needs_root(args, "apply")):
         return code
     profile = ProfileStore(args.profiles_dir).load(args.name)
     engine = _engine(args)
-    _check_hardware(engine.fs, profile)
     outcome = engine.apply(profile, dry_run=args.dry_run, confirm_s=args.confirm)
     if outcome.ok and args.confirm and not args.dry_run:
         _spawn_reverter(args, engine)
@@ -106,6 +120,9 @@ def _spawn_reverter(args, engine) -> None:
 
 @_guard
 def rollback(args) -> int:
+    via = _via_daemon(args, "rollback", {"dry_run": args.dry_run})
+    if via is not None:
+        return _emit(args, via)
     if not args.dry_run and (code := _needs_root(args, "rollback")):
         return code
     return _emit(args, _engine(args).rollback(dry_run=args.dry_run))
@@ -113,7 +130,8 @@ def rollback(args) -> int:
 
 @_guard
 def verify(args) -> int:
-    return _emit(args, _engine(args).verify())
+    via = _via_daemon(args, "verify", {})
+    return _emit(args, via if via is not None else _engine(args).verify())
 
 
 @_guard
@@ -125,6 +143,9 @@ def recover(args) -> int:
 
 @_guard
 def confirm(args) -> int:
+    via = _via_daemon(args, "confirm", {})
+    if via is not None:
+        return _emit(args, via)
     if code := _needs_root(args, "confirm"):
         return code
     return _emit(args, _engine(args).confirm())

@@ -173,7 +173,21 @@ class Engine:
         return items, skipped, notes
 
     # --- apply -------------------------------------------------------------------------------
+    def check_hardware(self, profile) -> None:
+        """Refuse a profile whose `requires` this machine does not meet (exit 3 without GPU)."""
+        from halotune.machine.discovery import find_amd_gpus
+        from halotune.tuning.loader import check_requirements
+
+        if not getattr(profile, "requires", None):
+            return
+        gpus = find_amd_gpus(self.fs)
+        refusal = check_requirements(profile, [f"{g.gfx_target or '?'} ({g.name})" for g in gpus],
+                                     [g.device_id_hex for g in gpus])
+        if refusal:
+            raise EngineError(refusal, code=3 if not gpus else 2)
+
     def apply(self, profile, dry_run: bool = False, confirm_s: float | None = None) -> Outcome:
+        self.check_hardware(profile)
         if profile.restore_baseline:
             out = self.rollback(dry_run=dry_run)
             out.profile = profile.name

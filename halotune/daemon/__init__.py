@@ -1,0 +1,1 @@
+"""The halotune daemon: sampling loop, local API, rules, exporter."""

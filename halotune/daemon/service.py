@@ -1,0 +1,419 @@
+"""`halotune daemon`: the sampling loop, the API handlers, and the service lifecycle.
+
+One asyncio loop. Sampling runs in a one-thread executor (a sample may start ryzenadj), so
+do engine changes (one writer, in their own one-thread executor); the loop itself only moves
+snapshots to subscribers and answers requests. The watchdog is pinged from the sampling loop:
+if sampling stalls, systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+
+from halotune import __version__
+from halotune.daemon import notify
+from halotune.daemon.config import DaemonConfig
+from halotune.daemon.connection import Connection
+from halotune.daemon.events import EventLog
+from halotune.daemon.history import History
+from halotune.daemon.server import MUTATING_METHODS, READ_METHODS, ApiError, Server
+from halotune.machine.hoststate import system_stopping
+from halotune.machine.rootfs import RootFS
+from halotune.telemetry.sampler import Sampler
+
+log = logging.getLogger("halotune.daemon")
+
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 10.0
+
+
+class DaemonError(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, root: str, state_dir: str, socket_path: str,
+                 profiles_dir: str | None = None):
+        self.config = config
+        self.root = root
+        self.state_dir = state_dir
+        self.profiles_dir = profiles_dir
+        self.fs = RootFS(root)
+        self.events = EventLog()
+        self.history = History(config.daemon.history_s, MIN_INTERVAL_S)
+        self.server = Server(self, socket_path, config.api.socket_group, config.api.admin_group)
+        self.latest = None
+        self.latest_line: bytes | None = None
+        self.holds: dict[str, dict] = {}
+        self.active_profile: str | None = None
+        self.verified: bool | None = None
+        self.rules = None                  # set by run(): halotune.daemon.rules (when present)
+        self._sample_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-sample")
+        self._engine_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-engine")
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._lock_fd: int | None = None
+        self.started = time.time()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def _single_instance(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.state_dir, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonError(f"another halotune daemon (pid {holder}) already runs for state "
+                              f"directory {self.state_dir}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _engine(self):
+        from halotune.tuning.engine import Engine
+        return Engine(RootFS(self.root), self.state_dir, wait_s=30.0)
+
+    async def _in_engine(self, fn):
+        return await asyncio.get_running_loop().run_in_executor(self._engine_pool, fn)
+
+    async def run(self) -> int:
+        self._single_instance()
+        self.sampler = Sampler(self.fs)
+        loop = self._loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.server.start()
+        except ApiError as e:
+            raise DaemonError(e.message) from None
+        self.events.add("start", f"halotune {__version__} serving {self.server.path} "
+                                 f"(root {self.root}, pid {os.getpid()})")
+        await self._startup_changes()
+        if self.config.metrics.enabled:
+            self._start_metrics()
+        try:
+            from halotune.daemon.rules import Rules
+            self.rules = Rules(self)
+        except ImportError:
+            self.rules = None
+        notify.ready(self._status_line())
+        sampling = asyncio.create_task(self._sample_loop())
+        await self._stop.wait()
+        notify.stopping()
+        sampling.cancel()
+        await self._shutdown()
+        return 0
+
+    async def _startup_changes(self) -> None:
+        """Recover an unfinished journal, then apply the default profile."""
+        try:
+            out = await self._in_engine(lambda: self._engine().recover())
+            if out.rows:
+                self.events.add("rollback", "recovered an unfinished change: " + out.summary)
+        except Exception as e:  # noqa: BLE001 - a broken journal must not stop monitoring
+            self.events.add("error", f"journal recovery failed: {e}")
+        self._refresh_active()
+        name = self.config.daemon.default_profile
+        if name and self.sampler.devices and self.active_profile != name:
+            await self.apply_profile(name, reason="default profile")
+
+    def _refresh_active(self) -> None:
+        try:
+            from halotune.tuning.journal import StateDir
+            journal = StateDir(self.state_dir).load(self.fs.root)
+            active = journal.active
+            self.active_profile = active["profile"] if active else None
+        except Exception:  # noqa: BLE001
+            self.active_profile = None
+
+    async def _shutdown(self) -> None:
+        if self.config.daemon.restore_on_exit and self.active_profile and not system_stopping():
+            try:
+                out = await self._in_engine(lambda: self._engine().rollback())
+                self.events.add("rollback", f"service stopped: {out.summary}")
+            except Exception as e:  # noqa: BLE001
+                self.events.add("error", f"rollback at stop failed: {e}")
+        await self.server.stop()
+        if getattr(self, "_metrics", None):
+            self._metrics.stop()
+        self._sample_pool.shutdown(wait=False)
+        self._engine_pool.shutdown(wait=True)
+        self.sampler.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+    def stop(self) -> None:
+        """Ask a running daemon to stop (from any thread)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop.set)
+
+    def _start_metrics(self) -> None:
+        try:
+            from halotune.daemon.exporter import MetricsServer
+        except ImportError as e:
+            self.events.add("error", f"metrics disabled: {e}")
+            return
+        host, _, port = self.config.metrics.listen.rpartition(":")
+        try:
+            self._metrics = MetricsServer(self._metrics_state, host=host, port=int(port),
+                                          allow_remote=self.config.metrics.allow_remote)
+            self._metrics.start()
+        except (ValueError, OSError) as e:
+            self.events.add("error", f"metrics disabled: {e}")
+
+    def _metrics_state(self):
+        return self.latest, {"profile": self.active_profile, "verified": self.verified,
+                             "daemon_start_time": self.started}
+
+    # --- sampling --------------------------------------------------------------------------------
+    def interval(self) -> float:
+        asked = [c.sub_interval for c in self.server.connections if c.sub_interval]
+        return max(MIN_INTERVAL_S, min([self.config.daemon.sample_interval_s, *asked]))
+
+    async def _sample_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        wd = notify.watchdog_interval()
+        last_wd = 0.0
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                snap = await loop.run_in_executor(self._sample_pool, self.sampler.sample)
+            except Exception as e:  # noqa: BLE001 - keep sampling; report once per kind
+                self.events.add("error", f"sampling failed: {e!r}")
+                snap = None
+            if snap is not None:
+                self._publish(snap)
+                if self.rules is not None:
+                    try:
+                        await self.rules.on_sample(snap)
+                    except Exception as e:  # noqa: BLE001
+                        log.exception("rules failed")
+                        self.events.add("error", f"rules failed: {e!r}")
+            if wd and time.monotonic() - last_wd >= wd:
+                notify.watchdog()
+                notify.status(self._status_line())
+                last_wd = time.monotonic()
+            self._wake.clear()
+            delay = self.interval() - (time.monotonic() - t0)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _publish(self, snap) -> None:
+        now = time.time()
+        self.latest = snap
+        doc = snap.to_dict()
+        doc["daemon"] = self._daemon_info()
+        self.latest_line = None
+        self.history.add(snap, now)
+        line = None
+        for c in list(self.server.connections):
+            if c.sub_interval and now - c.last_sent >= c.sub_interval * 0.9:
+                if line is None:   # serialised once per sample, whatever the subscriber count
+                    line = (json.dumps({"v": 1, "event": "snapshot", "data": doc},
+                                       separators=(",", ":")) + "\n").encode()
+                c.last_sent = now
+                c.stream(line)
+
+    def _daemon_info(self) -> dict:
+        return {"profile": self.active_profile, "verified": self.verified,
+                "holds": [{"id": k, **{x: v for x, v in h.items() if x != "conn"}}
+                          for k, h in self.holds.items()],
+                "sample_interval_s": self.interval(), "pid": os.getpid(), "root": self.root}
+
+    def _status_line(self) -> str:
+        prof = self.active_profile or "none"
+        ver = {True: "verified", False: "DRIFT", None: "not verified"}[self.verified]
+        return f"profile {prof} ({ver})"
+
+    # --- changes (shared by the API and the rules) ---------------------------------------------
+    def hold_active(self, exclude: Connection | None = None) -> bool:
+        now = time.time()
+        for k, h in list(self.holds.items()):
+            if h["expires"] < now:
+                del self.holds[k]
+                self.events.add("hold", f"hold {k} by {h['owner']} expired")
+        return any(h.get("conn") is not exclude for h in self.holds.values())
+
+    def _store(self):
+        from halotune.tuning.loader import ProfileStore
+        return ProfileStore(self.profiles_dir)
+
+    async def apply_profile(self, name: str, reason: str, dry_run: bool = False,
+                            confirm_s: float | None = None) -> dict:
+        from halotune.tuning.engine import EngineError
+        from halotune.tuning.loader import ProfileError
+
+        try:
+            profile = self._store().load(name)
+        except ProfileError as e:
+            raise ApiError("ENOENT" if "no such profile" in str(e) or "unknown profile" in str(e)
+                           else "EINVAL", str(e)) from None
+        try:
+            out = await self._in_engine(lambda: self._engine().apply(profile, dry_run=dry_run,
+                                                                     confirm_s=confirm_s))
+        except EngineError as e:
+            raise ApiError("ENODEV" if e.code == 3 else "EINVAL", "; ".join(e.problems)) from None
+        if not dry_run:
+            self._refresh_active()
+            self.verified = out.ok
+            self.events.add("apply", f"{name} ({reason}): {out.summary}")
+            notify.status(self._status_line())
+        return out.to_dict()
+
+    async def rollback(self, reason: str, dry_run: bool = False) -> dict:
+        out = await self._in_engine(lambda: self._engine().rollback(dry_run=dry_run))
+        if not dry_run:
+            self._refresh_active()
+            self.verified = None
+            self.events.add("rollback", f"{reason}: {out.summary}")
+        return out.to_dict()
+
+    # --- API handlers (api_<method>) ---------------------------------------------------------------
+    async def disconnected(self, conn: Connection) -> None:
+        for hold_id in list(conn.holds):
+            if self.holds.pop(hold_id, None) is not None:
+                self.events.add("hold", f"hold {hold_id} released: its connection closed")
+        self._unlisten(conn)
+
+    def _unlisten(self, conn: Connection) -> None:
+        self.events.listeners = [f for f in self.events.listeners
+                                 if getattr(f, "__self__", None) is not conn
+                                 and getattr(f, "conn", None) is not conn]
+
+    async def api_hello(self, conn, params):
+        return {"api": 1, "version": __version__, "root": self.root,
+                "methods": sorted(READ_METHODS | MUTATING_METHODS),
+                "peer": {"uid": conn.peer.uid, "gid": conn.peer.gid, "pid": conn.peer.pid,
+                         "can_mutate": self.server.may_mutate(conn.peer)}}
+
+    async def api_status(self, conn, params):
+        if self.latest is None:
+            raise ApiError("EBUSY", "no sample yet; try again in a second")
+        doc = self.latest.to_dict()
+        doc["daemon"] = self._daemon_info()
+        return doc
+
+    async def api_subscribe(self, conn, params):
+        interval = params.get("interval_s", self.config.daemon.sample_interval_s)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            raise ApiError("EINVAL", "interval_s must be a number of seconds (0.1 - 10)")
+        conn.sub_interval = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, float(interval)))
+        conn.last_sent = 0.0
+        if params.get("events") and not conn.sub_events:
+            conn.sub_events = True
+
+            def forward(event, conn=conn):
+                conn.stream((json.dumps({"v": 1, "event": "event", "data": event},
+                                        separators=(",", ":")) + "\n").encode())
+            forward.conn = conn
+            self.events.listeners.append(forward)
+        self._wake.set()       # sample now at the new rate
+        return {"interval_s": conn.sub_interval}
+
+    async def api_unsubscribe(self, conn, params):
+        conn.sub_interval, conn.sub_events = None, False
+        self._unlisten(conn)
+        return {"subscribed": False}
+
+    async def api_history(self, conn, params):
+        seconds = params.get("seconds", 60)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise ApiError("EINVAL", "seconds must be a positive number")
+        return self.history.query(float(seconds))
+
+    async def api_profiles(self, conn, params):
+        profiles, errors = self._store().load_all()
+        return {"profiles": [{"name": p.name, "description": p.description, "path": p.display_path}
+                             for p in profiles], "errors": [str(e) for e in errors]}
+
+    async def api_apply(self, conn, params):
+        name = params.get("profile")
+        if not isinstance(name, str) or not name:
+            raise ApiError("EINVAL", 'params.profile must name a profile, e.g. "llm-max"')
+        confirm_s = params.get("confirm_s")
+        if confirm_s is not None and (isinstance(confirm_s, bool)
+                                      or not isinstance(confirm_s, (int, float)) or confirm_s <= 0):
+            raise ApiError("EINVAL", "confirm_s must be a positive number of seconds")
+        dry_run = bool(params.get("dry_run", False))
+        if not dry_run and self.hold_active(exclude=conn):
+            raise ApiError("EBUSY", "a hold is active (" + ", ".join(
+                f"{h['owner']}: {h['reason']}" for h in self.holds.values()) + ")")
+        result = await self.apply_profile(name, reason=f"requested by uid {conn.peer.uid}",
+                                          dry_run=dry_run, confirm_s=confirm_s)
+        if confirm_s and not dry_run and result.get("ok"):
+            asyncio.get_running_loop().call_later(confirm_s, self._confirm_deadline_passed)
+        return result
+
+    def _confirm_deadline_passed(self) -> None:
+        async def revert():
+            from halotune.tuning.journal import StateDir
+            journal = StateDir(self.state_dir).load(self.fs.root)
+            deadline = (journal.active or {}).get("confirm_deadline")
+            if deadline and deadline <= time.time() + 0.5:
+                out = await self._in_engine(lambda: self._engine().revert_unconfirmed(deadline))
+                self._refresh_active()
+                self.events.add("revert", out.summary)
+        asyncio.get_running_loop().create_task(revert())
+
+    async def api_rollback(self, conn, params):
+        return await self.rollback(f"requested by uid {conn.peer.uid}",
+                                   dry_run=bool(params.get("dry_run", False)))
+
+    async def api_confirm(self, conn, params):
+        out = await self._in_engine(lambda: self._engine().confirm())
+        self.events.add("confirm", out.summary)
+        return out.to_dict()
+
+    async def api_verify(self, conn, params):
+        out = await self._in_engine(lambda: self._engine().verify())
+        self.verified = out.ok if out.profile else None
+        return out.to_dict()
+
+    async def api_hold(self, conn, params):
+        owner, reason = params.get("owner"), params.get("reason", "")
+        ttl = params.get("ttl_s", 3600)
+        if not isinstance(owner, str) or not owner or not isinstance(reason, str):
+            raise ApiError("EINVAL", "hold needs params.owner (and optional reason, ttl_s)")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 86400:
+            raise ApiError("EINVAL", "ttl_s must be between 0 and 86400 seconds")
+        hold_id = uuid.uuid4().hex[:12]
+        self.holds[hold_id] = {"owner": owner, "reason": reason, "expires": time.time() + ttl,
+                               "uid": conn.peer.uid, "conn": conn}
+        conn.holds.add(hold_id)
+        self.events.add("hold", f"hold {hold_id} by {owner}: {reason}")
+        return {"hold_id": hold_id}
+
+    async def api_release(self, conn, params):
+        hold_id = params.get("hold_id")
+        hold = self.holds.get(hold_id) if isinstance(hold_id, str) else None
+        if hold is None:
+            raise ApiError("ENOENT", f"no hold {hold_id!r}")
+        if hold["uid"] != conn.peer.uid and conn.peer.uid != 0:
+            raise ApiError("EPERM", "only the holder or root may release a hold")
+        del self.holds[hold_id]
+        conn.holds.discard(hold_id)
+        self.events.add("hold", f"hold {hold_id} released")
+        return {"released": hold_id}
+
+    async def api_events(self, conn, params):
+        since, limit = params.get("since", 0), params.get("limit", 100)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (since, limit)):
+            raise ApiError("EINVAL", "since and limit must be integers")
+        return self.events.since(since, max(1, min(limit, 1000)))
+
+    async def api_validate(self, conn, params):
+        raise ApiError("ENOSYS", "validate needs the probe, which is not built yet")
