@@ -155,8 +155,11 @@ class Engine:
             current = self._read(t)
             tstates = {}
             if mine:
+                # Cross-key checks (fast >= slow >= stapm, sclk min <= max) see the keys this
+                # profile leaves alone as they will be: back at their originals.
+                will_be = {**current, **{k: restore[k] for k in t.keys if k in restore}}
                 try:
-                    tstates = t.plan(self.ctx, mine, planned, current)
+                    tstates = t.plan(self.ctx, mine, planned, will_be)
                 except InvalidTarget as e:
                     src = profile.sources.get(e.key, profile.display_path)
                     problems.append(f"{src}: {e.key} = {fmt_value(e.value)}: {e.message}")
