@@ -10,6 +10,18 @@ import sys
 from halotune.cli import exitcodes
 
 
+def _log_to_stderr(level: str) -> None:
+    """journald adds its own timestamp; under it, `<N>` priority prefixes file the severity."""
+    from halotune.daemon import notify
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(notify.JournalFormatter() if notify.journal_stream()
+                         else logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
 def run(args) -> int:
     from halotune.daemon.config import ConfigError, load
     from halotune.daemon.service import Daemon, DaemonError
@@ -23,11 +35,7 @@ def run(args) -> int:
     if args.check_config:
         print(f"configuration OK ({args.config or 'defaults'})")
         return exitcodes.OK
-    # journald adds its own timestamp; priority prefixes (<4>) let it file the severity.
-    logging.getLogger().handlers[:] = []
-    logging.basicConfig(level=getattr(logging, (getattr(args, "log_level", None) or "info").upper(),
-                                      logging.INFO),
-                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    _log_to_stderr(getattr(args, "log_level", None) or "info")
     sock = args.socket or os.environ.get("HALOTUNE_SOCKET") or config.api.socket
     daemon = Daemon(config, args.root, args.state_dir or default_state_dir(args.root), sock,
                     profiles_dir=args.profiles_dir)

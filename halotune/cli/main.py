@@ -80,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="replace boot ids, UUIDs and the host name before archiving")
     _tuning_parsers(sub)
 
+    sv = sub.add_parser("service", help="install or remove the systemd unit (pip/pipx installs)",
+                        description="Put halotune's systemd unit, tmpfiles.d and sysusers.d "
+                                    "files in place (install), or stop the service, roll the "
+                                    "machine back and remove them (uninstall). Needs root "
+                                    "unless --prefix is given. See systemd/README.md.")
+    _common(sv)
+    svsub = sv.add_subparsers(dest="service_command", metavar="install|uninstall",
+                              parser_class=_Parser)
+    for verb, text in (("install", "write the unit, tmpfiles.d and sysusers.d files; reload systemd"),
+                       ("uninstall", "stop the service, roll back, remove the files")):
+        v = svsub.add_parser(verb, help=text, description=text)
+        _common(v)
+        v.add_argument("--prefix", metavar="DIR", default="/",
+                       help="put the files under DIR instead of / (staging: systemd is not run)")
+        v.add_argument("--dry-run", action="store_true",
+                       help="print what would be done, change nothing")
+        v.add_argument("--state-dir", metavar="DIR", default=os.environ.get("HALOTUNE_STATE_DIR"),
+                       help="journal to roll back with (uninstall; default /var/lib/halotune, or "
+                            "DIR/.halotune-state for --root DIR)")
+
     dm = sub.add_parser("daemon", help="run the halotune service (sampling, API, rules)",
                         description="Run the service: sample telemetry, serve the local API "
                                     "(docs/api.md), apply profiles by rule. Normally started by "
@@ -201,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                             "_revert-unconfirmed"):
             from halotune.cli import tuning
             return getattr(tuning, args.command.strip("_").replace("-", "_"))(args)
+        if args.command == "service":
+            from halotune.cli import service
+            return service.run(args)
         if args.command == "daemon":
             from halotune.cli import daemon
             return daemon.run(args)

@@ -11,7 +11,8 @@ import asyncio
 import json
 
 STREAM_BACKLOG = 64
-SEND_TIMEOUT_S = 5.0
+DRAIN_TIMEOUT_S = 60.0      # a peer that reads nothing for this long is gone
+FLUSH_TIMEOUT_S = 10.0      # after the dropped marker, time to read what was already sent
 
 
 def encode(obj) -> bytes:
@@ -34,43 +35,47 @@ class Connection:
             self.out.put_nowait((False, encode(msg)))
 
     def stream(self, line: bytes) -> None:
-        """Queue a stream line; on overflow drop the backlog, mark it, and close."""
+        """Queue a stream line. With STREAM_BACKLOG lines unsent the subscriber cannot keep
+        up: its unsent stream lines are dropped, one `dropped: N` line follows what it was
+        already sent, and the connection closes once that is flushed (or FLUSH_TIMEOUT_S)."""
         if self.closing:
             return
-        if self.stream_pending >= STREAM_BACKLOG:
-            dropped = 1
-            kept = []
-            while not self.out.empty():
-                is_stream, data = self.out.get_nowait()
-                if is_stream:
-                    dropped += 1
-                else:
-                    kept.append((is_stream, data))
-            for item in kept:
-                self.out.put_nowait(item)
-            self.out.put_nowait((False, encode({"v": 1, "event": "dropped", "dropped": dropped})))
-            self.out.put_nowait((False, None))      # close after the marker
-            self.closing = True
-            self.stream_pending = 0
+        if self.stream_pending < STREAM_BACKLOG:
+            self.stream_pending += 1
+            self.out.put_nowait((True, line))
             return
-        self.stream_pending += 1
-        self.out.put_nowait((True, line))
+        dropped = 1
+        while not self.out.empty():
+            is_stream, data = self.out.get_nowait()
+            if is_stream:
+                dropped += 1
+            elif data is not None:
+                self.writer.write(data)          # answers are never dropped
+        # Written behind the lines already handed to the transport, so the order holds.
+        self.writer.write(encode({"v": 1, "event": "dropped", "dropped": dropped}))
+        self.closing = True
+        self.stream_pending = 0
+        self.out.put_nowait((False, None))       # wake and end the writer loop
+        transport = self.writer.transport
+        self.writer.close()                      # closes after flushing the buffer
+        asyncio.get_running_loop().call_later(FLUSH_TIMEOUT_S, transport.abort)
 
     async def writer_loop(self) -> None:
         try:
             while True:
                 is_stream, data = await self.out.get()
-                if data is None:
+                if data is None or self.writer.is_closing():
                     break
                 if is_stream:
                     self.stream_pending -= 1
                 self.writer.write(data)
-                await asyncio.wait_for(self.writer.drain(), SEND_TIMEOUT_S)
+                await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
-            pass
+            self.writer.transport.abort()
         finally:
             self.closing = True
-            self.writer.transport.abort() if self.writer.transport else None
+            if not self.writer.is_closing():
+                self.writer.close()
 
     def close(self) -> None:
         if not self.closing:
