@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--once", action="store_true", help="print one readable summary and exit")
     st.add_argument("--demo", action="store_true",
                     help="run on the built-in simulated Strix Halo (no root, no hardware)")
+    st.add_argument("--socket", metavar="PATH", default=None,
+                    help="daemon API socket to render (env HALOTUNE_SOCKET)")
     st.add_argument("--cross-check", action="store_true",
                     help="compare sysfs readings with libdrm (needs the amdgpuinfo extra and a "
                          "real GPU)")

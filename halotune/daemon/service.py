@@ -253,12 +253,12 @@ class Daemon:
         return ProfileStore(self.profiles_dir)
 
     async def apply_profile(self, name: str, reason: str, dry_run: bool = False,
-                            confirm_s: float | None = None) -> dict:
+                            confirm_s: float | None = None, profile=None) -> dict:
         from halotune.tuning.engine import EngineError
         from halotune.tuning.loader import ProfileError
 
         try:
-            profile = self._store().load(name)
+            profile = profile if profile is not None else self._store().load(name)
         except ProfileError as e:
             raise ApiError("ENOENT" if "no such profile" in str(e) or "unknown profile" in str(e)
                            else "EINVAL", str(e)) from None
@@ -269,6 +269,7 @@ class Daemon:
             raise ApiError("ENODEV" if e.code == 3 else "EINVAL", "; ".join(e.problems)) from None
         if not dry_run:
             self._refresh_active()
+            self.sampler.refresh_tdp()       # the limits just changed: read them next sample
             self.verified = out.ok
             self.events.add("apply", f"{name} ({reason}): {out.summary}")
             notify.status(self._status_line())
@@ -278,6 +279,7 @@ class Daemon:
         out = await self._in_engine(lambda: self._engine().rollback(dry_run=dry_run))
         if not dry_run:
             self._refresh_active()
+            self.sampler.refresh_tdp()
             self.verified = None
             self.events.add("rollback", f"{reason}: {out.summary}")
         return out.to_dict()
@@ -354,6 +356,8 @@ class Daemon:
                 f"{h['owner']}: {h['reason']}" for h in self.holds.values()) + ")")
         result = await self.apply_profile(name, reason=f"requested by uid {conn.peer.uid}",
                                           dry_run=dry_run, confirm_s=confirm_s)
+        if not dry_run and self.rules is not None:
+            self.rules.note_manual(name, ok=bool(result.get("ok")))
         if confirm_s and not dry_run and result.get("ok"):
             asyncio.get_running_loop().call_later(confirm_s, self._confirm_deadline_passed)
         return result
@@ -370,8 +374,11 @@ class Daemon:
         asyncio.get_running_loop().create_task(revert())
 
     async def api_rollback(self, conn, params):
-        return await self.rollback(f"requested by uid {conn.peer.uid}",
-                                   dry_run=bool(params.get("dry_run", False)))
+        result = await self.rollback(f"requested by uid {conn.peer.uid}",
+                                     dry_run=bool(params.get("dry_run", False)))
+        if not params.get("dry_run") and self.rules is not None:
+            self.rules.note_manual(None)
+        return result
 
     async def api_confirm(self, conn, params):
         out = await self._in_engine(lambda: self._engine().confirm())

@@ -141,6 +141,10 @@ class Snapshot:
     halotune_version: str | None = None
     warnings: list[str] = field(default_factory=list)
     cross_check: list[dict] | None = None         # status --cross-check: sysfs vs libdrm rows
+    # GPU clients of the host (halotune.machine.drmclients): one row per process and device,
+    # {pid, name, pci_slot, driver, clients, vram_bytes, gtt_bytes, engine_gfx_percent,
+    # engine_compute_percent, kfd}. Empty on a fake tree (no host processes there).
+    processes: list[dict] = field(default_factory=list)
     schema: str = SCHEMA
 
     @property

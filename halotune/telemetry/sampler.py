@@ -14,6 +14,7 @@ from halotune.machine import parse
 from halotune.machine.amdgpu import GpuReader, GpuReading
 from halotune.machine.cpu import CpuReader, CpuReading
 from halotune.machine.discovery import AmdGpuDevice, find_amd_gpus
+from halotune.machine.drmclients import DrmClientReader
 from halotune.machine.memory import GTT_CONF, PAGE_SIZE, MemoryReader
 from halotune.machine.platform import PlatformReader
 from halotune.machine.programs import Programs
@@ -38,7 +39,8 @@ def _mean(values) -> float | None:
 
 class Sampler:
     def __init__(self, fs: RootFS, programs: Programs | None = None,
-                 read_tdp: bool = True, tdp_interval_s: float = 5.0):
+                 read_tdp: bool = True, tdp_interval_s: float = 5.0,
+                 proc_root: str | None = None):
         self.fs = fs
         self.devices: list[AmdGpuDevice] = find_amd_gpus(fs)
         self.readers = [GpuReader(fs, d, is_apu=self._is_apu(fs, d)) for d in self.devices]
@@ -50,6 +52,12 @@ class Sampler:
         self._tdp: TdpLimits | None = None
         self._tdp_at = 0.0
         self._prev_times = None
+        # GPU clients are host processes: read only for the host root, or from `proc_root`
+        # (a directory holding proc/ and sys/class/kfd, for tests).
+        if proc_root is None and fs.is_host:
+            proc_root = "/"
+        self.drm_clients = (DrmClientReader(proc_root, proc_root)
+                            if proc_root is not None else None)
 
     @staticmethod
     def _is_apu(fs: RootFS, dev: AmdGpuDevice) -> bool | None:
@@ -83,6 +91,8 @@ class Sampler:
         snap.power = self._power(plat, snap)
         snap.cpu = self._cpu(self.cpu.read(), apu_reading)
         snap.npu = self._npu(apu_reading)
+        if self.drm_clients is not None:
+            snap.processes = self.drm_clients.read()
         for g in gpus:
             snap.warnings.extend(f"{g.card}: {w}" for w in g.warnings)
         return snap
