@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text}: must be between 0 and 86400 seconds")
+    return value
+
+
 def _state(p: argparse.ArgumentParser, wait: bool = True) -> None:
     p.add_argument("--state-dir", metavar="DIR", default=os.environ.get("HALOTUNE_STATE_DIR"),
                    help="journal and lock directory (env HALOTUNE_STATE_DIR; default "
@@ -139,6 +149,11 @@ def _profiles_dir(p: argparse.ArgumentParser) -> None:
                         "shipped profiles stay available underneath")
 
 
+def _profiles_dir_suppressed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profiles-dir", metavar="DIR", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+
 def _tuning_parsers(sub) -> None:
     ap = sub.add_parser("apply", help="apply a tuning profile (shows the plan, verifies)",
                         description="Apply a profile: plan current -> target per tunable, "
@@ -147,7 +162,7 @@ def _tuning_parsers(sub) -> None:
     _common(ap)
     ap.add_argument("name", metavar="NAME", help="profile name (see `halotune profiles list`)")
     ap.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
-    ap.add_argument("--confirm", type=float, metavar="S", default=None,
+    ap.add_argument("--confirm", type=_positive_seconds, metavar="S", default=None,
                     help="revert automatically unless `halotune confirm` comes within S seconds")
     ap.add_argument("--force", action="store_true",
                     help="allow values refused by default (GTT above 90 %% of RAM)")
@@ -188,12 +203,16 @@ def _tuning_parsers(sub) -> None:
     pr.add_argument("--json", action="store_true", help="machine-readable output")
     psub = pr.add_subparsers(dest="profiles_command", metavar="list|show|diff",
                              parser_class=_Parser)
-    psub.add_parser("list", help="every profile with its description")
+    ls = psub.add_parser("list", help="every profile with its description")
     sh = psub.add_parser("show", help="one profile, resolved (inheritance applied)")
     sh.add_argument("name", metavar="NAME")
     df = psub.add_parser("diff", help="what differs between two profiles")
     df.add_argument("a", metavar="A")
     df.add_argument("b", metavar="B")
+    for sp in (ls, sh, df):     # accepted after the subcommand too
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")
+        _profiles_dir_suppressed(sp)
 
 
 def _setup_logging(level: str) -> None:

@@ -75,8 +75,8 @@ def _guard(fn):
         except EngineError as e:
             for p in e.problems:
                 print(f"halotune: {p}", file=sys.stderr)
-            print("halotune: nothing was changed" if e.code == exitcodes.NOT_READY else "",
-                  file=sys.stderr)
+            if e.code == exitcodes.NOT_READY and not e.changed:
+                print("halotune: nothing was changed", file=sys.stderr)
             return e.code
         except JournalError as e:
             print(f"halotune: {e}", file=sys.stderr)
@@ -101,7 +101,7 @@ def apply(args) -> int:
     profile = ProfileStore(args.profiles_dir).load(args.name)
     engine = _engine(args)
     outcome = engine.apply(profile, dry_run=args.dry_run, confirm_s=args.confirm)
-    if outcome.ok and args.confirm and not args.dry_run:
+    if args.confirm and not args.dry_run:
         _spawn_reverter(args, engine)
     return _emit(args, outcome)
 
@@ -111,7 +111,10 @@ def _spawn_reverter(args, engine) -> None:
     Its own session: the SSH session's SIGHUP does not reach it."""
     import subprocess
 
-    deadline = engine.state.load(engine.fs.root).active["confirm_deadline"]
+    active = engine.state.load(engine.fs.root).active
+    deadline = (active or {}).get("confirm_deadline")
+    if not deadline:        # nothing waits for confirmation (e.g. `stock` is a rollback)
+        return
     argv = [sys.executable, "-m", "halotune", "--root", args.root, "_revert-unconfirmed",
             "--state-dir", engine.state.path, "--deadline", repr(deadline)]
     subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,

@@ -28,11 +28,13 @@ BOOT_ID = "proc/sys/kernel/random/boot_id"
 
 
 class EngineError(Exception):
-    """A refusal: nothing (more) was written. `problems` lists every reason."""
+    """A refusal. `problems` lists every reason; `changed` says whether anything had been
+    written before it (then the journal holds what to undo)."""
 
-    def __init__(self, problems: list[str] | str, code: int = 2):
+    def __init__(self, problems: list[str] | str, code: int = 2, changed: bool = False):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.code = code
+        self.changed = changed
         super().__init__("; ".join(self.problems))
 
 
@@ -70,6 +72,7 @@ class _Item:
     target: object
     changed: bool
     from_profile: bool = True      # False: a key an earlier profile changed, going back
+    journal_only: bool = False     # a key another write may move: journaled, never written
 
 
 def fmt_value(v) -> str:
@@ -111,8 +114,10 @@ class Engine:
                               "a durable record of the original values", code=2) from None
 
     def _ordered(self, keys, rank: str) -> list[Tunable]:
-        ts = {id(self.owner[k]): self.owner[k] for k in keys}
-        return sorted(ts.values(), key=lambda t: getattr(t, rank))
+        """Tunables owning `keys`, by rank; equal ranks by name, so the write order never
+        depends on set iteration (PYTHONHASHSEED)."""
+        ts = {id(self.owner[k]): self.owner[k] for k in keys if k in self.owner}
+        return sorted(ts.values(), key=lambda t: (getattr(t, rank), t.name))
 
     def _row(self, item: _Item, status: str) -> Row:
         t = item.tunable
@@ -127,7 +132,10 @@ class Engine:
         self.ctx.forget()
         targets = dict(profile.values)
         baseline = journal.baseline if journal else {}
-        restore = {k: e["state"] for k, e in baseline.items() if k not in targets and k in self.owner}
+        # Keys an earlier profile set and this one leaves alone go back to their originals;
+        # side effects (journaled only so a rollback can undo them) are not re-asserted.
+        restore = {k: e["state"] for k, e in baseline.items()
+                   if k not in targets and k in self.owner and not e.get("side_effect")}
         skipped: list[Row] = []
         notes: list[str] = []
         problems: list[str] = []
@@ -150,7 +158,9 @@ class Engine:
                                        boot_time=t.boot_time, note=reason))
                 if t.name == "tdp" and mine:
                     notes.append("TDP limits unavailable (" + reason + "); the platform profile "
-                                 "alone sets the power level. See `halotune doctor`.")
+                                 "alone sets the power level. RyzenAdj >= 0.17 needs root and the "
+                                 "ryzen_smu module, or /dev/mem (blocked under Secure Boot "
+                                 "lockdown; iomem=relaxed otherwise)")
                 continue
             current = self._read(t)
             tstates = {}
@@ -173,7 +183,23 @@ class Engine:
                                    not t.matches(k, current.get(k), target), k in mine))
         if problems:
             raise EngineError(problems)
-        return items, skipped, notes
+        return items + self._side_effects(items), skipped, notes
+
+    def _side_effects(self, items: list[_Item]) -> list[_Item]:
+        """Keys that the planned writes may move without being written themselves (a platform
+        profile re-sends the TDP limits; the performance governor forces EPP): their originals
+        are journaled too, so a rollback or an undone apply restores them."""
+        planned = {i.key for i in items}
+        extra: list[_Item] = []
+        for t in {id(i.tunable): i.tunable for i in items}.values():
+            for key in getattr(t, "affects", ()):
+                u = self.owner.get(key)
+                if key in planned or u is None or u.unavailable(self.ctx):
+                    continue
+                now = self._read(u).get(key)
+                extra.append(_Item(key, u, now, now, False, False, journal_only=True))
+                planned.add(key)
+        return extra
 
     # --- apply -------------------------------------------------------------------------------
     def check_hardware(self, profile) -> None:
@@ -214,7 +240,8 @@ class Engine:
                 out.warnings.append(recovered)
             self._run_apply(journal, profile.name, items, out)
             out.rows += skipped
-            if out.ok and confirm_s:
+            if journal.active and journal.active.get("profile") == profile.name and confirm_s:
+                # Armed whenever the profile stays applied, drifted values or not.
                 journal.active["confirm_deadline"] = time.time() + confirm_s
                 self._save(journal)
                 out.notes.append(f"run `halotune confirm` within {confirm_s:g} s, or the previous "
@@ -250,8 +277,11 @@ class Engine:
         # Originals of every key the transaction may touch, before the first write. Keys that
         # match already are included: a platform-profile write can move the TDP limits.
         for i in items:
-            journal.baseline.setdefault(i.key, {"state": i.current, "boot_id": boot_id,
-                                                "boot_time": i.tunable.boot_time})
+            entry = journal.baseline.setdefault(i.key, {"state": i.current, "boot_id": boot_id,
+                                                        "boot_time": i.tunable.boot_time,
+                                                        "side_effect": i.journal_only})
+            if not i.journal_only:
+                entry["side_effect"] = False     # now set by a profile: restored when left alone
         previous_active = journal.active
         journal.txn = {"id": uuid.uuid4().hex, "op": "apply", "profile": name, "pid": os.getpid(),
                        "boot_id": boot_id, "started": time.time(),
@@ -259,10 +289,18 @@ class Engine:
                        "before": {i.key: i.current for i in items},
                        "targets": {i.key: i.target for i in items},
                        "boot_time_keys": [i.key for i in items if i.tunable.boot_time],
+                       "journal_only": [i.key for i in items if i.journal_only],
                        "done": []}
         self._save(journal)          # write-ahead: nothing is touched before this is durable
         try:
             written = self._write_items(journal, items, "apply_rank")
+        except EngineError as e:
+            # The journal on disk still holds every original and the unfinished transaction.
+            e.changed = True
+            e.problems.append("some values were already written; the journal on disk still "
+                              "holds the originals: run `halotune recover` once the state "
+                              "directory is writable again")
+            raise
         except WriteFailed as e:
             out.ok = False
             out.warnings.append(str(e))
@@ -293,7 +331,8 @@ class Engine:
         written: list[str] = []
         for t in self._ordered([i.key for i in items], rank):
             current = self._read(t)
-            group = [i for i in items if i.tunable is t and i.target is not None
+            group = [i for i in items if i.tunable is t and not i.journal_only
+                     and (i.target is not None or t.none_is_state)
                      and not t.matches(i.key, current.get(i.key), i.target)]
             if not group:
                 continue
@@ -306,9 +345,10 @@ class Engine:
     def _revert_txn(self, journal: Journal) -> None:
         """Undo the completed writes of a failed transaction (back to its 'before' states)."""
         txn = journal.txn
-        done = [k for k in txn.get("done", []) if k in self.owner]
-        before = {k: txn["before"][k] for k in done}
-        self._restore(journal, {k: {"state": v} for k, v in before.items()}, quiet=True)
+        # Every key the transaction may have moved, side effects included (EPP forced by
+        # the governor), not only the ones it wrote itself.
+        before = {k: v for k, v in txn["before"].items() if k in self.owner}
+        self._restore(journal, {k: {"state": v} for k, v in before.items()})
         journal.txn = None
         self._save(journal)
 
@@ -318,6 +358,8 @@ class Engine:
         rows = []
         reads: dict[int, dict] = {}
         for i in items:
+            if i.journal_only:
+                continue
             t = i.tunable
             if id(t) not in reads:
                 reads[id(t)] = self._read(t)
@@ -386,7 +428,7 @@ class Engine:
                 self._save(journal)
                 out.summary = "nothing to roll back: the machine has its original values"
                 return out
-            out.rows, kept = self._restore(journal, journal.baseline)
+            out.rows, kept = self._restore(journal, journal.baseline, out)
             journal.baseline = kept
             journal.active = None if not kept else journal.active
             journal.txn = None
@@ -394,7 +436,7 @@ class Engine:
             drift = [r for r in out.rows if r.status == "drift"]
             out.ok = not drift and not kept
             for r in out.rows:
-                if r.boot_time and r.status != "same":
+                if r.boot_time and r.status == "restored":
                     out.notes.append(f"{r.key}: the original boot-time setting is back; it takes "
                                      "effect at the next boot")
             out.summary = ("original values restored and verified" if out.ok else
@@ -402,10 +444,12 @@ class Engine:
                            ", ".join(sorted(set(kept) | {r.key for r in drift})))
             return out
 
-    def _restore(self, journal: Journal, entries: dict, quiet: bool = False):
+    def _restore(self, journal: Journal, entries: dict, out: Outcome | None = None):
         """Write back `entries` ({key: {"state": ...}}) in rollback order and verify. Returns
-        (rows, entries that could not be restored)."""
+        (rows, entries that could not be restored); write errors go to `out.warnings`."""
         self.ctx.forget()
+        for t in self.tunables:      # leftovers of a crash inside a file write (temp files)
+            t.cleanup(self.ctx)
         keys = [k for k in entries if k in self.owner]
         kept = {k: e for k, e in entries.items() if k not in self.owner}
         items: list[_Item] = []
@@ -438,8 +482,8 @@ class Engine:
             r.status = ("same" if not i.changed else "restored") if r.status == "ok" else "drift"
             if r.status == "drift":
                 kept[i.key] = entries[i.key]
-        if failed and not quiet:
-            rows.append(Row("(errors)", "", "", status="drift", note="; ".join(failed)))
+        if out is not None:
+            out.warnings.extend(failed)
         return rows, kept
 
     def recover(self, resume: bool = False) -> Outcome:
@@ -455,12 +499,19 @@ class Engine:
             out.profile = txn.get("profile")
             if resume and txn.get("op") == "apply":
                 items = []
+                skip = set(txn.get("journal_only", []))
                 for key, target in txn.get("targets", {}).items():
                     t = self.owner.get(key)
-                    if t is None:
+                    if t is None or key in skip:
                         continue
                     cur = self._read(t).get(key)
                     items.append(_Item(key, t, cur, target, not t.matches(key, cur, target)))
+                    # After a reboot the runtime originals were dropped: what is there now is
+                    # the original (the firmware's value) and must be journaled before writing.
+                    journal.baseline.setdefault(key, {"state": cur, "boot_id": self.boot_id(),
+                                                      "boot_time": t.boot_time})
+                journal.txn["done"] = []
+                self._save(journal)
                 self._write_items(journal, [i for i in items if i.changed], "apply_rank")
                 out.rows = self._verify_items(items)
                 journal.active = {"profile": txn.get("profile"), "boot_id": self.boot_id(),
@@ -473,7 +524,7 @@ class Engine:
                 out.ok = all(r.status == "ok" for r in out.rows)
                 out.summary = f"the interrupted apply of {out.profile} was completed"
                 return out
-            out.rows, kept = self._restore(journal, journal.baseline)
+            out.rows, kept = self._restore(journal, journal.baseline, out)
             journal.baseline, journal.active, journal.txn = kept, None, None
             self._save(journal)
             out.ok = not kept

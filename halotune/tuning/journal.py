@@ -76,6 +76,9 @@ class StateDir:
                 "cannot be trusted. Move it aside to start afresh (halotune will not guess).") from None
         except PermissionError:
             raise JournalError(f"{self.journal_path}: permission denied (needs root)") from None
+        except OSError as e:
+            raise JournalError(f"cannot read the journal {self.journal_path}: {e.strerror} "
+                               "(check --state-dir)") from None
         if data is None:
             return Journal(root=root)
         if not isinstance(data, dict) or data.get("version") != VERSION:
@@ -95,8 +98,15 @@ class StateDir:
 
     # --- one writer at a time ----------------------------------------------------------------
     def lock(self, wait_s: float = 0.0) -> None:
-        durable.ensure_dir(self.path, mode=0o700)
-        fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            durable.ensure_dir(self.path, mode=0o700)
+            fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except PermissionError:
+            raise JournalError(f"state directory {self.path}: permission denied (run as root, "
+                               "or choose another --state-dir)") from None
+        except OSError as e:
+            raise JournalError(f"state directory {self.path} cannot be used: {e.strerror} "
+                               "(check --state-dir)") from None
         deadline = time.monotonic() + wait_s
         while True:
             try:

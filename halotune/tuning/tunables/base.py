@@ -102,6 +102,8 @@ class Tunable:
     boot_time: bool = False        # True: takes effect at the next boot (pending_reboot)
     apply_rank: int = 50           # write order on apply (low first)
     rollback_rank: int = 50        # write order on rollback (low first)
+    affects: tuple[str, ...] = ()  # other keys a write here may move (journaled with it)
+    none_is_state: bool = False    # True: None is a writable state (a file to remove)
 
     def unavailable(self, ctx: Context) -> str | None:
         """Why this machine cannot take it (None = available)."""
@@ -127,6 +129,9 @@ class Tunable:
     def show(self, key: str, state: State) -> str:
         """One readable value for tables."""
         return show_state(state)
+
+    def cleanup(self, ctx: Context) -> None:
+        """Remove leftovers of a write interrupted by a crash (before a rollback/recover)."""
 
     def notes(self, ctx: Context, states: dict[str, State]) -> list[str]:
         """What the user must know after a write (reboot, initramfs)."""

@@ -55,7 +55,23 @@ class CpuEpp(Tunable):
         return {KEY: out}
 
     def write(self, ctx, states, current):
-        cpufreq.write_each(ctx, KEY, "energy_performance_preference", states[KEY], current.get(KEY))
+        target, cur = states[KEY], current.get(KEY) or {}
+        # Policies already holding what "default" resolves to are left alone (see matches).
+        todo = {p: v for p, v in target.items() if not _holds(cur.get(p), v)}
+        cpufreq.write_each(ctx, KEY, "energy_performance_preference", todo, cur)
+
+    def matches(self, key, current, target):
+        if not isinstance(current, dict) or not isinstance(target, dict):
+            return current == target
+        return all(_holds(current.get(p), v) for p, v in target.items())
+
+
+def _holds(current: str | None, target: str) -> bool:
+    """Writing `default` makes amd-pstate load the firmware's preference and read back as
+    that name (amd-pstate.c, EPP_INDEX_DEFAULT), so any named preference holds it."""
+    if target == "default":
+        return current in ALL_EPP
+    return current == target
 
 
 TUNABLES = [CpuEpp()]

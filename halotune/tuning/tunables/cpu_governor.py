@@ -12,6 +12,7 @@ KEY = "cpu.governor"
 class CpuGovernor(Tunable):
     name = "cpu_governor"
     keys = (KEY,)
+    affects = ("cpu.epp",)        # the performance governor forces EPP to performance
     apply_rank = 30
     rollback_rank = 50
 

@@ -42,6 +42,7 @@ class GttSize(Tunable):
     name = "gtt"
     keys = (KEY,)
     boot_time = True
+    none_is_state = True           # no halotune-gtt.conf is a state a rollback restores
     apply_rank = 90
     rollback_rank = 90
 
@@ -65,6 +66,21 @@ class GttSize(Tunable):
                     f"modprobe.d: change it there instead to `{wanted}` (e.g. in "
                     "GRUB_CMDLINE_LINUX_DEFAULT of /etc/default/grub, then update-grub); "
                     "halotune does not edit the bootloader"))
+        gttsize = cmdline.get("amdgpu.gttsize")
+        if gttsize not in (None, "", "-1"):
+            raise InvalidTarget(KEY, gib, (
+                f"the kernel command line sets amdgpu.gttsize={gttsize}, which overrides "
+                f"ttm.pages_limit (and is deprecated): remove it, then apply again"))
+        for conf in ctx.fs.glob("etc/modprobe.d/*.conf"):
+            if conf.endswith(CONF):
+                continue
+            for line in (ctx.fs.read_text(conf) or "").splitlines():
+                words = line.split()
+                if (len(words) >= 3 and words[0] == "options" and words[1] == "amdgpu"
+                        and any(w.startswith("gttsize=") and w != "gttsize=-1" for w in words[2:])):
+                    raise InvalidTarget(KEY, gib, (
+                        f"/{conf} sets `{line.strip()}`, which overrides ttm.pages_limit (and "
+                        "is deprecated): remove that option, then apply again"))
         if module == "ttm" and ttm_builtin(ctx.fs):
             raise InvalidTarget(KEY, gib, (
                 "ttm is built into this kernel, so modprobe.d options never reach it: add "
@@ -79,6 +95,14 @@ class GttSize(Tunable):
 
     def write(self, ctx, states, current):
         ctx.write_config(KEY, CONF, states[KEY])
+
+    def cleanup(self, ctx):
+        from halotune.machine import durable
+
+        try:
+            durable.remove_temps(ctx.fs.path(CONF))
+        except OSError:      # no modprobe.d directory: nothing was ever written there
+            pass
 
     def notes(self, ctx, states) -> list[str]:
         if states.get(KEY) is None:

@@ -18,6 +18,8 @@ KEY = "power.platform_profile"
 class PlatformProfile(Tunable):
     name = "platform_profile"
     keys = (KEY,)
+    affects = ("power.stapm_w", "power.fast_w", "power.slow_w",   # amd-pmf re-sends limits
+               "power.apu_slow_w")
     apply_rank = 10
     rollback_rank = 30
 

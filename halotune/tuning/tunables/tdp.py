@@ -13,8 +13,12 @@ from halotune.tuning import limits
 from halotune.tuning.tunables.base import InvalidTarget, Tunable, WriteFailed
 
 KEYS = {"power.stapm_w": "stapm_limit_w", "power.fast_w": "fast_limit_w",
-        "power.slow_w": "slow_limit_w"}
-FLAGS = {"power.stapm_w": "stapm_mw", "power.fast_w": "fast_mw", "power.slow_w": "slow_mw"}
+        "power.slow_w": "slow_limit_w",
+        # Not a profile key: journaled because a platform-profile write moves it too, so a
+        # rollback restores it exactly.
+        "power.apu_slow_w": "apu_slow_limit_w"}
+FLAGS = {"power.stapm_w": "stapm_mw", "power.fast_w": "fast_mw", "power.slow_w": "slow_mw",
+         "power.apu_slow_w": "apu_slow_mw"}
 
 
 class TdpLimits(Tunable):
@@ -45,7 +49,8 @@ class TdpLimits(Tunable):
                 out[key] = float(targets[key])
         # The loader checks the profile's own values; here the merge with what the machine
         # keeps for keys the profile leaves alone must still hold fast >= slow >= stapm.
-        merged = {k: out.get(k, current.get(k)) for k in KEYS}
+        merged = {k: out.get(k, current.get(k)) for k in ("power.stapm_w", "power.fast_w",
+                                                          "power.slow_w")}
         f, s, st = merged["power.fast_w"], merged["power.slow_w"], merged["power.stapm_w"]
         if None not in (f, s) and f < s:
             raise InvalidTarget("power.fast_w", f, f"must be >= power.slow_w ({s:g} W)")
