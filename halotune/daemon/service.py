@@ -116,6 +116,11 @@ class Daemon:
 
     async def _startup_changes(self) -> None:
         """Recover an unfinished journal, then apply the default profile."""
+        if self.fs.is_host:
+            # Coexistence acts: power-profiles-daemon >= 0.30 stops writing the DPM level.
+            from halotune.machine import ppd
+            for msg in await asyncio.get_running_loop().run_in_executor(None, ppd.coexist):
+                self.events.add("start", msg)
         try:
             out = await self._in_engine(lambda: self._engine().recover())
             if out.rows:
