@@ -265,8 +265,8 @@ class Daemon:
         try:
             profile = profile if profile is not None else self._store().load(name)
         except ProfileError as e:
-            raise ApiError("ENOENT" if "no such profile" in str(e) or "unknown profile" in str(e)
-                           else "EINVAL", str(e)) from None
+            missing = e.file is None or "no such profile" in str(e)   # not a broken file
+            raise ApiError("ENOENT" if missing else "EINVAL", str(e)) from None
         try:
             out = await self._in_engine(lambda: self._engine().apply(profile, dry_run=dry_run,
                                                                      confirm_s=confirm_s))

@@ -316,7 +316,7 @@ class Engine:
                           "targets": {i.key: i.target for i in items if i.from_profile},
                           "boot_time_keys": [i.key for i in items if i.tunable.boot_time],
                           "confirm_deadline": None,
-                          "revert": {"states": journal.txn["before"], "previous": previous_active}}
+                          "revert": self._revert_record(journal.txn["before"], previous_active, name)}
         journal.txn = None
         self._save(journal)
         drift = [r for r in out.rows if r.status == "drift"]
@@ -324,6 +324,14 @@ class Engine:
         out.summary = (f"{name} applied: {len(written)} value(s) changed, all verified"
                        if out.ok else f"{name} applied, but {len(drift)} value(s) do not hold: "
                        + ", ".join(r.key for r in drift))
+
+    @staticmethod
+    def _revert_record(before: dict, previous: dict | None, name: str) -> dict:
+        """What a confirm timeout puts back. Re-applying the active profile (drift, resume)
+        keeps its existing record instead of nesting one more level each time."""
+        if previous and previous.get("profile") == name and previous.get("revert"):
+            return previous["revert"]
+        return {"states": before, "previous": previous}
 
     def _write_items(self, journal: Journal, items: list[_Item], rank: str) -> list[str]:
         """Write, tunable by tunable in `rank` order, the items whose live value differs from

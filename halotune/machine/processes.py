@@ -1,0 +1,242 @@
+"""Running processes, as the daemon's rules see them: who runs, by name and by command line.
+
+Processes are the host's even when the machine is simulated (as in peers.py): a rule that
+switches to llm-max while llama-server runs is tested with a real process named llama-server.
+
+Interface: psutil lists the pids (`psutil.pids()`; a listdir of /proc without it); a new
+pid's /proc/<pid>/stat (comm, ppid) and cmdline are read directly, with
+`psutil.Process.as_dict(['pid', 'name', 'cmdline', 'ppid'])` when /proc refuses. A process's
+name and command line are read when its pid first appears and forgotten when it goes away,
+so a poll of an idle desktop (~300 processes) costs one listdir of /proc instead of ~900 file
+reads. A process may exec after it was first seen (fork, then exec; a wrapper script that
+ends in `exec llama-server`): the comm of young processes (under YOUNG_S) and of launchers
+(shells, interpreters, env, nohup, ...) is checked at every poll, everyone else's every
+REFRESH_S, and a process whose comm changed is read again.
+
+The daemon's own process and every descendant of it (the RyzenAdj helper, anything a future
+probe starts) are left out, so halotune's own children never trigger a rule.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from dataclasses import dataclass
+
+YOUNG_S = 2.0        # fork-then-exec happens within milliseconds
+REFRESH_S = 30.0
+# Programs that commonly exec the real workload later: their comm is checked at every poll.
+_LAUNCHERS = {"sh", "bash", "dash", "zsh", "fish", "env", "nohup", "setsid", "timeout",
+              "taskset", "numactl", "chrt", "nice", "ionice", "sudo", "su", "runuser",
+              "systemd-run", "flock", "stdbuf", "uv", "uvx", "conda", "micromamba", "toolbox",
+              "distrobox", "podman", "docker"}
+
+# argv[0] of an interpreter: the program is the script (argv[1]) or `-m module`.
+_INTERPRETERS = ("python", "python2", "python3", "pypy", "pypy3", "node", "sh", "bash",
+                 "perl", "ruby", "uv", "uvx")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    name: str                       # the kernel's comm (15 characters at most)
+    cmdline: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name this process answers to: comm, basename of argv[0], and for an
+        interpreter the script's basename or the `-m` module (first component too)."""
+        out = [self.name]
+        if self.cmdline:
+            argv0 = os.path.basename(self.cmdline[0])
+            out.append(argv0)
+            base = argv0.split(".")[0] if argv0.startswith("python") else argv0
+            if base.rstrip("0123456789.") in _INTERPRETERS and len(self.cmdline) > 1:
+                args = list(self.cmdline[1:])
+                while args and args[0].startswith("-") and args[0] != "-m":
+                    args.pop(0)
+                if len(args) >= 2 and args[0] == "-m":
+                    out += [args[1], args[1].split(".")[0]]
+                elif args:
+                    out.append(os.path.basename(args[0]))
+        return tuple(dict.fromkeys(n for n in out if n))
+
+    def matches(self, pattern: str) -> bool:
+        """`pattern` is a name (llama-server), a shell glob over the names (llama-*), or,
+        when it holds a space or a slash, a substring of the whole command line
+        ("vllm serve", "/opt/models/")."""
+        if " " in pattern or "/" in pattern:
+            return pattern in " ".join(self.cmdline)
+        if any(c in pattern for c in "*?["):
+            return any(fnmatch.fnmatchcase(n, pattern) for n in self.names)
+        return pattern in self.names
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+
+def _launcher(info: ProcInfo) -> bool:
+    name = info.name
+    return name in _LAUNCHERS or name in _INTERPRETERS or name.startswith("python")
+
+
+class ProcessSource:
+    """Polls the process table. `exclude_pid` (default: this process) and its descendants are
+    never reported."""
+
+    def __init__(self, exclude_pid: int | None = None, proc: str = "/proc"):
+        self.exclude_pid = os.getpid() if exclude_pid is None else exclude_pid
+        self.proc = proc
+        self._known: dict[int, ProcInfo | None] = {}
+        self._seen: dict[int, float] = {}          # pid -> monotonic time first seen
+        self._comms: dict[int, str | None] = {}    # pid -> raw comm when last read
+        self._refreshed = time.monotonic()
+        self._primed = False
+        self._launchers: set[int] = set()
+        try:
+            import psutil  # noqa: F401
+            self._psutil = psutil if proc == "/proc" else None
+        except ImportError:
+            self._psutil = None
+
+    # --- reading -----------------------------------------------------------------------------
+    def _pids(self) -> list[int]:
+        if self._psutil is not None:
+            return self._psutil.pids()
+        try:
+            return [int(p) for p in os.listdir(self.proc) if p.isdigit()]
+        except OSError:
+            return []
+
+    def _read(self, pid: int) -> ProcInfo | None:
+        """stat and cmdline read directly (~20 µs, against ~90 µs for psutil's as_dict, which
+        reads the same files); psutil when /proc refuses (hidepid, a foreign namespace)."""
+        base = os.path.join(self.proc, str(pid))
+        try:
+            with open(os.path.join(base, "stat"), "rb") as f:
+                stat = f.read().decode(errors="replace")
+            with open(os.path.join(base, "cmdline"), "rb") as f:
+                cmdline = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            return None                                  # gone already
+        except OSError:
+            return self._read_psutil(pid)
+        lp, rp = stat.find("("), stat.rfind(")")
+        name = stat[lp + 1:rp]
+        try:
+            ppid = int(stat[rp + 2:].split()[1])
+        except (IndexError, ValueError):
+            ppid = 0
+        argv = tuple(a.decode(errors="replace") for a in cmdline.split(b"\0") if a)
+        return ProcInfo(pid, ppid, name, argv)
+
+    def _read_psutil(self, pid: int) -> ProcInfo | None:
+        if self._psutil is None:
+            return None
+        try:
+            d = self._psutil.Process(pid).as_dict(["pid", "name", "cmdline", "ppid"])
+        except (self._psutil.Error, OSError):
+            return None
+        return ProcInfo(pid, d.get("ppid") or 0, d.get("name") or "",
+                        tuple(d.get("cmdline") or ()))
+
+    def _comm(self, pid: int) -> str | None:
+        """The raw comm (a single small read): it changes at exec."""
+        try:
+            fd = os.open(f"{self.proc}/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return os.read(fd, 64).decode(errors="replace").rstrip("\n")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _store(self, pid: int, info: ProcInfo | None) -> None:
+        self._known[pid] = info
+        if info is not None and _launcher(info):
+            self._launchers.add(pid)
+        else:
+            self._launchers.discard(pid)
+
+    def snapshot(self) -> dict[int, ProcInfo]:
+        """Every process except ours and our descendants, pid -> ProcInfo."""
+        now = time.monotonic()
+        pids = set(self._pids())
+        for gone in set(self._known) - pids:
+            del self._known[gone]
+            self._seen.pop(gone, None)
+            self._comms.pop(gone, None)
+            self._launchers.discard(gone)
+        full = now - self._refreshed >= REFRESH_S
+        if full:
+            self._refreshed = now
+        first = not self._primed
+        for pid in pids:
+            if pid not in self._known:
+                self._comms[pid] = self._comm(pid)
+                self._store(pid, self._read(pid))
+                # what runs at the first poll is not young: it had its time to exec
+                self._seen[pid] = float("-inf") if first else now
+                continue
+            info = self._known[pid]
+            if info is None and not full:
+                continue
+            if full or pid in self._launchers or now - self._seen[pid] < YOUNG_S:
+                comm = self._comm(pid)
+                if info is None or (comm is not None and comm != self._comms.get(pid)):
+                    self._comms[pid] = comm
+                    self._store(pid, self._read(pid))
+        self._primed = True
+        table = {pid: info for pid, info in self._known.items() if info is not None}
+        return {pid: info for pid, info in table.items() if not self._ours(info, table)}
+
+    def _ours(self, info: ProcInfo, table: dict[int, ProcInfo]) -> bool:
+        if self.exclude_pid == 1:
+            # PID 1 (a container's entrypoint) is everyone's ancestor and adopts orphans:
+            # only the process itself can be told apart.
+            return info.pid == 1
+        seen = 0
+        while info is not None and seen < 64:
+            if info.pid == self.exclude_pid:
+                return True
+            if info.ppid in (0, info.pid):
+                return False
+            if info.ppid == self.exclude_pid:
+                return True
+            info = table.get(info.ppid)
+            seen += 1
+        return False
+
+    # --- questions ---------------------------------------------------------------------------
+    def matching(self, patterns, table: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
+        """Processes that match any of `patterns`, by pid."""
+        table = self.snapshot() if table is None else table
+        return sorted((p for p in table.values() if any(p.matches(pat) for pat in patterns)),
+                      key=lambda p: p.pid)
+
+
+# Daemons that also set platform profiles, governors or power limits: running two such
+# tools makes them undo each other's changes (the drift rule then "keeps losing").
+CONFLICTING = {
+    "power-profiles-daemon": "power-profiles-daemon (sets platform_profile and EPP)",
+    "tuned": "TuneD (sets governors, EPP, sysctls)",
+    "tuned-ppd": "tuned-ppd (TuneD's power-profiles-daemon stand-in)",
+    "auto-cpufreq": "auto-cpufreq (sets governors, EPP and boost)",
+    "system76-power": "system76-power (sets platform profiles and governors)",
+    "tlp": "TLP (sets platform_profile, governors and EPP on AC/battery changes)",
+}
+
+
+def conflicting(table: dict[int, ProcInfo]) -> list[tuple[ProcInfo, str]]:
+    """(process, what it is) for every running daemon known to fight over the same knobs."""
+    out = []
+    for p in sorted(table.values(), key=lambda p: p.pid):
+        for name in p.names:
+            if name in CONFLICTING:
+                out.append((p, CONFLICTING[name]))
+                break
+    return out
