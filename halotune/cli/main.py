@@ -220,6 +220,10 @@ def _setup_logging(level: str) -> None:
                         format="halotune: %(levelname)s: %(message)s")
 
 
+# Each other command is the module halotune/cli/<command>.py with a run(args).
+_TUNING_VERBS = ("apply", "rollback", "verify", "recover", "confirm", "_revert-unconfirmed")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -229,33 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return exitcodes.USAGE
     try:
-        if args.command == "status":
-            from halotune.cli import status
-            return status.run(args)
-        if args.command == "sim":
-            from halotune.cli import sim
-            return sim.run(args)
-        if args.command == "snapshot":
-            from halotune.cli import snapshot
-            return snapshot.run(args)
-        if args.command in ("apply", "rollback", "verify", "recover", "confirm",
-                            "_revert-unconfirmed"):
+        if args.command in _TUNING_VERBS:
             from halotune.cli import tuning
             return getattr(tuning, args.command.strip("_").replace("-", "_"))(args)
-        if args.command == "service":
-            from halotune.cli import service
-            return service.run(args)
-        if args.command == "daemon":
-            from halotune.cli import daemon
-            return daemon.run(args)
-        if args.command == "profiles":
-            from halotune.cli import profiles
-            return profiles.run(args)
+        # argparse only lets known commands through; each imports what it needs when it runs.
+        import importlib
+        return importlib.import_module(f"halotune.cli.{args.command}").run(args)
     except KeyboardInterrupt:
         return exitcodes.OK
     except BrokenPipeError:
         # `halotune status --json | head` closed the pipe: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exitcodes.OK
-    parser.error(f"unknown command {args.command}")
-    return exitcodes.USAGE

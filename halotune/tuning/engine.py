@@ -20,6 +20,8 @@ from halotune.machine.programs import Programs
 from halotune.machine.rootfs import RootFS
 from halotune.machine.ryzenadj import RyzenAdj
 from halotune.tuning.journal import Journal, JournalError, StateDir
+# Profile values in messages read as the loader writes them (one formatter for both).
+from halotune.tuning.loader import format_value as fmt_value
 from halotune.tuning.tunables import all_tunables
 from halotune.tuning.tunables.base import (Context, InvalidTarget, Tunable, WriteFailed,
                                            show_state)
@@ -73,17 +75,6 @@ class _Item:
     changed: bool
     from_profile: bool = True      # False: a key an earlier profile changed, going back
     journal_only: bool = False     # a key another write may move: journaled, never written
-
-
-def fmt_value(v) -> str:
-    """A profile value as written in TOML, for messages: 150, 85.5, "turbo", true."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    if isinstance(v, str):
-        return f'"{v}"'
-    return str(v)
 
 
 class Engine:
