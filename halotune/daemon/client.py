@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from halotune.daemon.config import DEFAULT_SOCKET
 
@@ -81,3 +84,40 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    client: Client
+
+
+@contextmanager
+def daemon_hold(owner: str, reason: str, ttl_s: float = 3600, path: str | None = None):
+    """Pause the daemon's rules and drift re-assertion while the block runs.
+
+    Yields a Hold, or None when no daemon answers or it refuses (a user outside the admin
+    group: the run goes on, logged). The hold ends on leaving the block, or when this
+    process dies and its connection closes.
+    """
+    client = Client.try_connect(path)
+    if client is None:
+        yield None
+        return
+    hold = None
+    try:
+        try:
+            result = client.call("hold", {"owner": owner, "reason": reason, "ttl_s": ttl_s})
+            hold = Hold(result["hold_id"], client)
+        except (ApiError, OSError, ValueError, KeyError, TypeError) as e:
+            logging.getLogger("halotune").warning(
+                "the daemon at %s did not grant a hold (%s): its rules may change settings "
+                "during this run", client.path, e)
+        yield hold
+    finally:
+        if hold is not None:
+            try:
+                client.call("release", {"hold_id": hold.hold_id})
+            except (ApiError, OSError, ValueError):
+                pass                    # closing the connection ends the hold anyway
+        client.close()

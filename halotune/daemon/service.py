@@ -251,7 +251,16 @@ class Daemon:
             if h["expires"] < now:
                 del self.holds[k]
                 self.events.add("hold", f"hold {k} by {h['owner']} expired")
+                self._exclude_holders()
         return any(h.get("conn") is not exclude for h in self.holds.values())
+
+    def _exclude_holders(self) -> None:
+        """A holder's own processes (the probe's llama-bench, bench's command) never trigger
+        process rules, during the hold or in the rule's hold time after it."""
+        rules = getattr(self, "rules", None)
+        procs = getattr(getattr(rules, "sources", None), "processes", None)
+        if procs is not None and hasattr(procs, "also_exclude"):
+            procs.also_exclude = {h["pid"] for h in self.holds.values() if h.get("pid")}
 
     def _store(self):
         from halotune.tuning.loader import ProfileStore
@@ -294,6 +303,7 @@ class Daemon:
         for hold_id in list(conn.holds):
             if self.holds.pop(hold_id, None) is not None:
                 self.events.add("hold", f"hold {hold_id} released: its connection closed")
+        self._exclude_holders()
         self._unlisten(conn)
 
     def _unlisten(self, conn: Connection) -> None:
@@ -404,8 +414,9 @@ class Daemon:
             raise ApiError("EINVAL", "ttl_s must be between 0 and 86400 seconds")
         hold_id = uuid.uuid4().hex[:12]
         self.holds[hold_id] = {"owner": owner, "reason": reason, "expires": time.time() + ttl,
-                               "uid": conn.peer.uid, "conn": conn}
+                               "uid": conn.peer.uid, "pid": conn.peer.pid, "conn": conn}
         conn.holds.add(hold_id)
+        self._exclude_holders()
         self.events.add("hold", f"hold {hold_id} by {owner}: {reason}")
         return {"hold_id": hold_id}
 
@@ -418,6 +429,7 @@ class Daemon:
             raise ApiError("EPERM", "only the holder or root may release a hold")
         del self.holds[hold_id]
         conn.holds.discard(hold_id)
+        self._exclude_holders()
         self.events.add("hold", f"hold {hold_id} released")
         return {"released": hold_id}
 

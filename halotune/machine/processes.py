@@ -84,10 +84,12 @@ def _launcher(info: ProcInfo) -> bool:
 
 class ProcessSource:
     """Polls the process table. `exclude_pid` (default: this process) and its descendants are
-    never reported."""
+    never reported, nor are those of the pids in `also_exclude` (halotune clients holding the
+    daemon: a probe's or bench's own llama-bench must not trigger a process rule)."""
 
     def __init__(self, exclude_pid: int | None = None, proc: str = "/proc"):
         self.exclude_pid = os.getpid() if exclude_pid is None else exclude_pid
+        self.also_exclude: set[int] = set()
         self.proc = proc
         self._known: dict[int, ProcInfo | None] = {}
         self._seen: dict[int, float] = {}          # pid -> monotonic time first seen
@@ -125,6 +127,8 @@ class ProcessSource:
             return self._read_psutil(pid)
         lp, rp = stat.find("("), stat.rfind(")")
         name = stat[lp + 1:rp]
+        if stat[rp + 2:rp + 3] == "Z":
+            return None          # a zombie (exited, not reaped: no init in a container) runs nothing
         try:
             ppid = int(stat[rp + 2:].split()[1])
         except (IndexError, ValueError):
@@ -195,17 +199,18 @@ class ProcessSource:
         return {pid: info for pid, info in table.items() if not self._ours(info, table)}
 
     def _ours(self, info: ProcInfo, table: dict[int, ProcInfo]) -> bool:
-        if self.exclude_pid == 1:
-            # PID 1 (a container's entrypoint) is everyone's ancestor and adopts orphans:
-            # only the process itself can be told apart.
-            return info.pid == 1
+        # PID 1 (a container's entrypoint) is everyone's ancestor and adopts orphans:
+        # only the process itself can be told apart.
+        roots = {p for p in (self.exclude_pid, *self.also_exclude) if p > 1}
+        if info.pid in (self.exclude_pid, *self.also_exclude):
+            return True
         seen = 0
         while info is not None and seen < 64:
-            if info.pid == self.exclude_pid:
+            if info.pid in roots:
                 return True
             if info.ppid in (0, info.pid):
                 return False
-            if info.ppid == self.exclude_pid:
+            if info.ppid in roots:
                 return True
             info = table.get(info.ppid)
             seen += 1

@@ -273,15 +273,28 @@ def to_toml(data: dict, prefix: str = "") -> str:
 
 @pytest.fixture
 def fake_process(tmp_path):
-    """start(name, seconds): a copy of /bin/sleep named `name` running (its comm is `name`)."""
-    procs: list[subprocess.Popen] = []
+    """start(name, seconds): a copy of /bin/sleep named `name` running (its comm is `name`).
 
-    def start(name: str = "llama-server", seconds: float = 60) -> subprocess.Popen:
+    detached=True starts it through an intermediate that exits at once, so it is not a
+    descendant of the test process (someone else's process, not a hold owner's child);
+    then the pid is returned."""
+    procs: list[subprocess.Popen] = []
+    orphans: list[int] = []
+
+    def start(name: str = "llama-server", seconds: float = 60, detached: bool = False):
         import shutil
         path = tmp_path / "bin" / name
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             shutil.copy("/bin/sleep", path)
+        if detached:
+            out = subprocess.run(
+                [sys.executable, "-c", "import subprocess, sys; "
+                 "print(subprocess.Popen(sys.argv[1:], start_new_session=True, "
+                 "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)",
+                 str(path), str(seconds)], capture_output=True, text=True, check=True)
+            orphans.append(int(out.stdout))
+            return orphans[-1]
         p = subprocess.Popen([str(path), str(seconds)])
         procs.append(p)
         return p
@@ -291,3 +304,8 @@ def fake_process(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait(5)
+    for pid in orphans:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

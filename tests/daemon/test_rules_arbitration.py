@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -130,6 +131,31 @@ def test_process_source_sees_others_but_not_its_own_children(tmp_path):
         child.kill()
         child.wait()
     assert wait_for(lambda: child.pid not in theirs.snapshot(), 5, what="the exit seen")
+
+
+def test_process_source_skips_zombies_and_holders_children(tmp_path):
+    """An exited, unreaped child (no init reaps in a container) runs nothing; a hold owner's
+    children (also_exclude) are never reported."""
+    import shutil
+    exe = tmp_path / "llama-server"
+    shutil.copy("/bin/sleep", exe)
+    child = subprocess.Popen([str(exe), "30"])
+    try:
+        src = ProcessSource(exclude_pid=-1)
+        assert wait_for(lambda: child.pid in src.snapshot(), 5, what="the child seen")
+        src.also_exclude = {os.getpid()}
+        assert child.pid not in src.snapshot() and os.getpid() not in src.snapshot()
+        src.also_exclude = set()
+        assert child.pid in src.snapshot()
+        child.kill()
+        time.sleep(0.2)                                    # exited, not reaped: a zombie
+        with open(f"/proc/{child.pid}/stat") as f:
+            assert f.read().split(") ")[1].startswith("Z")
+        fresh = ProcessSource(exclude_pid=-1)
+        assert child.pid not in fresh.snapshot()
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_process_source_notices_an_exec_after_the_first_poll(tmp_path):

@@ -21,7 +21,7 @@ def test_hold_pauses_process_rule_until_release(start_daemon, fake_process):
     with d.client() as holder:                       # the hold lives as long as this connection
         hold_id = holder.call("hold", {"owner": "bench", "reason": "llama-bench run",
                                        "ttl_s": 60})["hold_id"]
-        fake_process("llama-server")
+        fake_process("llama-server", detached=True)     # not the holder's own process
         d.wait_event(lambda e: e["kind"] == "rule" and "started" in e["message"])
         time.sleep(1.5)
         assert d.profile() is None                   # the rule did not fire while held
@@ -34,11 +34,27 @@ def test_hold_ends_with_its_connection(start_daemon, fake_process):
     d = start_daemon(RULE)
     holder = d.client()
     holder.call("hold", {"owner": "probe"})
-    fake_process("llama-server")
+    fake_process("llama-server", detached=True)
     d.wait_event(lambda e: e["kind"] == "rule" and "started" in e["message"])
     assert d.profile() is None
     holder.close()
     wait_for(lambda: d.profile() == "llm-max", 5, what="the rule after the holder left")
+
+
+def test_holders_own_processes_never_trigger_rules(start_daemon, fake_process):
+    """The probe's or bench's llama-bench (a child of the hold's owner) is not a workload
+    the rules react to: no event while it runs, nor after the hold ends."""
+    d = start_daemon(RULE)
+    holder = d.client()
+    holder.call("hold", {"owner": "bench"})
+    child = fake_process("llama-server")             # a child of this (the holding) process
+    time.sleep(2.5)                                  # process rules poll once a second
+    child.kill()
+    child.wait(5)
+    holder.close()                                   # as bench does: command ends, then release
+    time.sleep(1.5)
+    assert not [e for e in d.events("rule") if "llama" in e["message"]], d.events()
+    assert d.profile() is None
 
 
 def test_manual_apply_wins_until_rollback(start_daemon, fake_process):
