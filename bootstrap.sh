@@ -37,8 +37,18 @@ fi
 
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if [ "$mode" = test ]; then
+    # The probe's smoke test runs real llama.cpp in-process: llama-cpp-python builds it from
+    # source (a C++ compiler and cmake; ~3-10 min on 2 cores). Portable (no -march=native) and
+    # without the multimodal library, which the probe never uses.
+    if ! command -v c++ >/dev/null || ! command -v cmake >/dev/null; then
+        if command -v apt-get >/dev/null; then
+            as_root apt-get update -qq
+            as_root apt-get install -y -qq build-essential cmake >/dev/null
+        fi
+    fi
+    export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF}"
     "${pip[@]}" install -U 'setuptools>=77' wheel
-    "${pip[@]}" install -e '.[test]'
+    "${pip[@]}" install -e '.[test,probe]'
     exec .venv/bin/python -m pytest -q "${@:2}"
 fi
 
