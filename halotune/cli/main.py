@@ -31,7 +31,32 @@ def _common(p: argparse.ArgumentParser) -> None:
                    choices=["debug", "info", "warning", "error"], help="log verbosity (warning)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parser lives in their own module (halotune/cli/<verb>.py: add_parser(sub,
+# common) and run(args)). Only the module of the verb being run is imported, so these never
+# cost `halotune status --json` anything; the help line here stands in for the others.
+_PLUGIN_VERBS = {
+    "preflight": "check the machine is ready for a benchmark (exit 0 ready, 2 not)",
+    "doctor": "look for known Strix Halo problems (kernel, firmware, command line, ...)",
+    "probe": "measure llama.cpp pp/tg tokens/s, joules per token and the bandwidth roofline",
+    "validate": "prove profiles with the probe: apply, settle, probe, roll back, compare",
+    "sweep": "probe at each TDP step; tokens/s and tokens/J against watts",
+    "bench": "run a benchmark command with preflight, telemetry and a history record",
+    "history": "list, compare, check and import benchmark results",
+}
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The verb on a command line (skipping the global options and their values)."""
+    it = iter(argv)
+    for a in it:
+        if a in ("--root", "--log-level"):
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="halotune",
                 description="Telemetry, tuning and LLM validation for AMD Strix Halo machines.",
                 epilog="Exit codes: 0 ok, 1 warnings under --strict, 2 not ready or failed, "
@@ -117,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     _profiles_dir(dm)
     dm.add_argument("--check-config", action="store_true",
                     help="validate the configuration file and exit")
+
+    word = _command_word(sys.argv[1:] if argv is None else argv)
+    for verb, text in _PLUGIN_VERBS.items():
+        if verb == word:
+            import importlib
+            importlib.import_module(f"halotune.cli.{verb}").add_parser(sub, _common)
+        else:
+            _common(sub.add_parser(verb, help=text))
     return p
 
 
@@ -225,7 +258,7 @@ _TUNING_VERBS = ("apply", "rollback", "verify", "recover", "confirm", "_revert-u
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.root = getattr(args, "root", None) or os.environ.get("HALOTUNE_ROOT") or "/"
     _setup_logging(getattr(args, "log_level", None) or os.environ.get("HALOTUNE_LOG_LEVEL", "warning"))
