@@ -16,8 +16,8 @@ log = logging.getLogger("halotune.daemon")
 
 MAX_REQUEST = 64 * 1024
 READ_METHODS = {"hello", "status", "subscribe", "unsubscribe", "history", "profiles", "verify",
-                "events", "validate"}
-MUTATING_METHODS = {"apply", "rollback", "confirm", "hold", "release"}
+                "events", "record"}
+MUTATING_METHODS = {"apply", "rollback", "confirm", "hold", "release", "validate"}
 
 
 class ApiError(Exception):

@@ -439,5 +439,14 @@ class Daemon:
             raise ApiError("EINVAL", "since and limit must be integers")
         return self.events.since(since, max(1, min(limit, 1000)))
 
+    async def api_record(self, conn, params):
+        from halotune.daemon.record import handle_record
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, handle_record, self, params, conn.peer)
+        self.events.add("record", f"run {result['id']} ({result['kind']}) recorded for uid "
+                                  f"{conn.peer.uid}")
+        return result
+
     async def api_validate(self, conn, params):
-        raise ApiError("ENOSYS", "validate needs the probe, which is not built yet")
+        from halotune.daemon.validate import handle_validate
+        return await handle_validate(self, conn, params)

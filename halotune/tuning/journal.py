@@ -93,13 +93,13 @@ class StateDir:
     def save(self, journal: Journal) -> None:
         """Durably replace the journal. Raises OSError (ENOSPC...): callers must not write to
         the machine without a journal."""
-        durable.ensure_dir(self.path, mode=0o700)
+        durable.ensure_dir(self.path, mode=0o750)
         durable.write_json(self.journal_path, asdict(journal))
 
     # --- one writer at a time ----------------------------------------------------------------
     def lock(self, wait_s: float = 0.0) -> None:
         try:
-            durable.ensure_dir(self.path, mode=0o700)
+            durable.ensure_dir(self.path, mode=0o750)
             fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except PermissionError:
             raise JournalError(f"state directory {self.path}: permission denied (run as root, "

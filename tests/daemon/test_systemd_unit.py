@@ -93,7 +93,7 @@ def test_directories_user_and_group(unit):
     assert "User" not in unit["Service"] and "DynamicUser" not in unit["Service"]   # root
     assert one(unit, "Service", "Group") == "halotune"
     assert one(unit, "Service", "StateDirectory") == "halotune"
-    assert one(unit, "Service", "StateDirectoryMode") == "0700"
+    assert one(unit, "Service", "StateDirectoryMode") == "0750"
     assert one(unit, "Service", "RuntimeDirectory") == "halotune"
     assert one(unit, "Service", "RuntimeDirectoryMode") == "0750"
     assert one(unit, "Service", "ConfigurationDirectory") == "halotune"
@@ -219,7 +219,7 @@ def test_tmpfiles_lines(unit):
         assert (user, age) == ("root", "-")
         assert group == one(unit, "Service", "Group")     # as the unit's directories get it
     assert by_path["/run/halotune"][2] == one(unit, "Service", "RuntimeDirectoryMode") == "0750"
-    assert by_path["/var/lib/halotune"][2] == one(unit, "Service", "StateDirectoryMode") == "0700"
+    assert by_path["/var/lib/halotune"][2] == one(unit, "Service", "StateDirectoryMode") == "0750"
 
 
 def test_sysusers_lines():
@@ -250,7 +250,7 @@ def test_sysusers_and_tmpfiles_accept_the_files(tmp_path):
     groups = {line.split(":")[0]: int(line.split(":")[2])
               for line in (root / "etc/group").read_text().splitlines() if line}
     gid = groups["halotune"]
-    for rel, mode in (("run/halotune", 0o750), ("var/lib/halotune", 0o700)):
+    for rel, mode in (("run/halotune", 0o750), ("var/lib/halotune", 0o750)):
         st = os.stat(root / rel)
         assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == mode, rel
         assert (st.st_uid, st.st_gid) == (0, gid), rel
