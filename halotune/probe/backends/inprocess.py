@@ -42,11 +42,20 @@ def import_llama():
     return llama_cpp, L
 
 
+_LOG_CALLBACK = None
+
+
 def _silence(L):
-    """Route llama.cpp's log output to a no-op (the loader prints hundreds of lines)."""
-    cb = L.llama_log_callback(lambda level, text, user_data: None)
-    L.llama_log_set(cb, ctypes.c_void_p(0))
-    return cb   # keep a reference: ctypes callbacks must outlive their registration
+    """Route llama.cpp's log output to a no-op (the loader prints hundreds of lines).
+
+    The registration is process-wide and outlives any backend, so the ctypes callback is
+    kept for the life of the process: freeing it would make llama.cpp's next log line call
+    freed memory (a segfault in whoever loads a model later)."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = L.llama_log_callback(lambda level, text, user_data: None)
+        L.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    return _LOG_CALLBACK
 
 
 class InProcessBackend(Backend):
