@@ -26,10 +26,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import sys
 
 from halotune.cli import exitcodes
+from halotune.machine.programs import ProgramError, ProgramNotFound
+from halotune.machine.spawn import run_host
 
 UNIT = "halotune.service"
 # (file in systemd/ of the source tree = package data halotune/systemd/, destination under prefix)
@@ -131,11 +132,10 @@ def needs_pythonpath(argv: list[str]) -> str | None:
     parent = os.path.dirname(package_dir())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
-        out = subprocess.run([argv[0], "-c", "import halotune, os; print(os.path.dirname("
-                              "os.path.dirname(os.path.realpath(halotune.__file__))))"],
-                             cwd="/", env=env, capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_host([argv[0], "-c", "import halotune, os; print(os.path.dirname("
+                        "os.path.dirname(os.path.realpath(halotune.__file__))))"],
+                       timeout=30, cwd="/", env=env, search_path=False)
+    except ProgramError:
         return parent
     if out.returncode == 0 and os.path.realpath(out.stdout.strip()) == os.path.realpath(parent):
         return None
@@ -236,15 +236,13 @@ def _run(argv: list[str], dry_run: bool) -> bool:
     if dry_run:
         print(f"would run: {shown}")
         return True
-    exe = shutil.which(argv[0])
-    if exe is None:
-        print(f"halotune: {argv[0]} not found; run yourself: {shown}", file=sys.stderr)
-        return False
     try:
         # 180 s: `systemctl disable --now` waits for the stop, whose rollback may take 90 s.
-        cp = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=180,
-                            stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        cp = run_host(argv, timeout=180)
+    except ProgramNotFound:
+        print(f"halotune: {argv[0]} not found; run yourself: {shown}", file=sys.stderr)
+        return False
+    except ProgramError as e:
         print(f"halotune: {shown}: {e}", file=sys.stderr)
         return False
     if cp.returncode != 0:

@@ -109,7 +109,7 @@ def apply(args) -> int:
 def _spawn_reverter(args, engine) -> None:
     """A detached process that reverts the apply if `halotune confirm` does not come in time.
     Its own session: the SSH session's SIGHUP does not reach it."""
-    import subprocess
+    from halotune.machine.spawn import spawn_detached
 
     active = engine.state.load(engine.fs.root).active
     deadline = (active or {}).get("confirm_deadline")
@@ -117,8 +117,7 @@ def _spawn_reverter(args, engine) -> None:
         return
     argv = [sys.executable, "-m", "halotune", "--root", args.root, "_revert-unconfirmed",
             "--state-dir", engine.state.path, "--deadline", repr(deadline)]
-    subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+    spawn_detached(argv)
 
 
 @_guard

@@ -369,7 +369,7 @@ def test_default_state_dir_is_beside_the_tree(sim_root, run_cli, fast_ryzenadj, 
     assert run_cli("apply", "quiet", "--root", sim_root).rc == 0
     assert read_journal(env_state)["active"]["profile"] == "quiet"
     assert run_cli("rollback", "--root", sim_root).rc == 0
-    assert os.stat(env_state).st_mode & 0o777 == 0o700
+    assert os.stat(env_state).st_mode & 0o777 == 0o750
 
 
 def test_journal_of_another_root_is_refused(sim_root, state_dir, run_cli, fast_ryzenadj,

