@@ -24,6 +24,7 @@ from typing import Callable
 Sink = Callable[[str, object], None]
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.25, 10.0
 RECONNECT_S = 2.0
+VALIDATE_TIMEOUT_S = 3600.0   # a full validation: every profile applied, settled and probed
 
 
 class SourceError(Exception):
@@ -66,7 +67,8 @@ class Source:
         raise SourceError("EROFS", "read-only, no daemon: start `halotune daemon` to roll back")
 
     def validate(self) -> dict:
-        raise SourceError("ENOSYS", "validation is not available yet (the probe is not built)")
+        raise SourceError("EROFS", "read-only, no daemon: run `halotune validate --all` in a "
+                                   "terminal, or start `halotune daemon` to validate from here")
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -240,13 +242,18 @@ class DaemonSource(Source):
         return self._call("rollback")
 
     def validate(self) -> dict:
+        """Validate every profile inside the daemon (minutes: apply, settle, probe, roll back
+        per profile), so this call waits far longer than the others."""
         try:
-            return self._call("validate")
-        except SourceError as e:
-            if e.code == "ENOSYS":
-                raise SourceError("ENOSYS", "validation is not available yet (the probe is "
-                                            "not built)") from None
-            raise
+            conn = _Conn(self.path, VALIDATE_TIMEOUT_S)
+        except OSError as e:
+            raise SourceError("ENOTCONN", f"no daemon on {self.path}: {e.strerror or e}") from None
+        try:
+            return conn.call("validate", {"all": True})
+        except (OSError, ValueError, ConnectionError) as e:
+            raise SourceError("ENOTCONN", f"daemon connection lost: {e}") from None
+        finally:
+            conn.close()
 
 
 # --- direct sampling ---------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_main_screen_shows_the_reference(reference_doc):
             hist = text(app, "history")
             assert "98 W" in hist and any(c in hist for c in "▁▂▃▄▅▆▇█")
             prof = text(app, "profiles")
-            assert "● llm-max" in prof and "quiet" in prof and "probe: not available yet" in prof
+            assert "● llm-max" in prof and "quiet" in prof and "validate: press v" in prof
             assert "process llama-server started" in prof
             assert ("history", 300) in source.calls
     run(go())
@@ -225,7 +225,7 @@ def test_rollback_asks_then_calls_the_daemon(reference_doc):
     run(go())
 
 
-def test_validate_is_not_available_yet(reference_doc):
+def test_validate_runs_through_the_daemon(reference_doc):
     app, source = make_app([reference_doc])
 
     async def go():
@@ -235,8 +235,7 @@ def test_validate_is_not_available_yet(reference_doc):
             await pilot.press("v")
             await settle(pilot, app)
             assert ("validate",) in source.calls
-            assert "not available yet" in notes.text()
-            assert notes.items[-1]["severity"] == "warning"
+            assert "llm-efficient pass" in notes.text() and "rolled back" in notes.text()
     run(go())
 
 

@@ -98,7 +98,8 @@ def test_stream_calls_and_errors(sock):
         "hello": HELLO,
         "subscribe": {"ok": True, "result": {"interval_s": 0.25}},
         "apply": {"ok": False, "error": {"code": "EPERM", "message": "apply needs root (uid 1000)"}},
-        "validate": {"ok": False, "error": {"code": "ENOSYS", "message": "validate needs the probe"}},
+        "validate": {"ok": True, "result": {"schema": "halotune.validate/1", "ok": True,
+                                            "summary": "1 round(s): quiet pass"}},
         "profiles": {"ok": True, "result": {"profiles": [{"name": "quiet"}], "errors": []}},
         "history": {"ok": True, "result": {"fields": ["t"], "samples": [[1.0]]}},
         "events": {"ok": True, "result": {"events": [{"seq": 1, "kind": "start"}], "next": 1}},
@@ -119,9 +120,9 @@ def test_stream_calls_and_errors(sock):
         with pytest.raises(SourceError) as e:
             src.apply("quiet")
         assert e.value.code == "EPERM" and "needs root" in e.value.message
-        with pytest.raises(SourceError, match="not available yet") as e:
-            src.validate()
-        assert e.value.code == "ENOSYS"
+        assert src.validate()["summary"] == "1 round(s): quiet pass"
+        val_req = next(r for r in daemon.requests if r["method"] == "validate")
+        assert val_req["params"] == {"all": True}
         assert src.profiles()["profiles"] == [{"name": "quiet"}]
         assert src.history(300) == {"fields": ["t"], "samples": [[1.0]]}
         assert src.events() == [{"seq": 1, "kind": "start"}]

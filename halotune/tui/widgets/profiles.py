@@ -47,7 +47,7 @@ class ProfilesPanel(Panel):
             out.append(t)
         for err in state.profile_errors[:2]:
             out.append(Text(clip("⚠ " + err, width), style=WARN))
-        out.append(Text("probe: not available yet (no results)", style=DIM))
+        out.append(Text(clip("validate: press v (results: halotune history)", width), style=DIM))
         out.append(Text("events", style="bold"))
         # As many events as the panel has room for (it fills a column on wide terminals).
         room = max(MAX_EVENTS, self.content_size.height - len(out))
