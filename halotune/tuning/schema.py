@@ -52,7 +52,10 @@ PATTERN_MESSAGES = {
 # Units named after the expected type, by key path.
 UNITS = {"power.stapm_w": "watts", "power.fast_w": "watts", "power.slow_w": "watts",
          "power.max_w": "watts", "gpu.sclk_min_mhz": "MHz", "gpu.sclk_max_mhz": "MHz",
-         "memory.gtt_gib": "GiB"}
+         "memory.gtt_gib": "GiB", "validate.max_avg_power_w": "watts",
+         "validate.min_tg_tps": "tokens/s", "validate.min_pp_tps": "tokens/s",
+         "validate.max_tg_cv_percent": "percent", "validate.min_tg_ratio": "a ratio, e.g. 0.95",
+         "validate.max_power_ratio": "a ratio, e.g. 0.8"}
 
 # Expected-type phrases for wrong types, by pydantic error type.
 TYPE_MESSAGES = {
@@ -135,6 +138,19 @@ class Thp(_Section):
     defrag: Optional[Literal[THP_DEFRAG]] = None
 
 
+class Validate(_Section):
+    # Expectations `halotune validate` checks with measurements (halotune/validation/
+    # expectations.py). Read from the profile's own file only: a child does not inherit its
+    # parent's claims (llm-efficient must not be held to llm-max's numbers).
+    min_tg_ratio: Optional[float] = Field(None, allow_inf_nan=False, ge=0, le=2)
+    max_power_ratio: Optional[float] = Field(None, allow_inf_nan=False, ge=0, le=2)
+    relative_to: Optional[str] = Field(None, pattern=NAME_PATTERN)
+    max_avg_power_w: Optional[float] = Field(None, allow_inf_nan=False, gt=0)
+    min_tg_tps: Optional[float] = Field(None, allow_inf_nan=False, gt=0)
+    min_pp_tps: Optional[float] = Field(None, allow_inf_nan=False, gt=0)
+    max_tg_cv_percent: Optional[float] = Field(None, allow_inf_nan=False, gt=0)
+
+
 class ProfileFile(_Section):
     description: str = Field(pattern=_ONE_LINE)
     inherits: Optional[str] = Field(None, pattern=NAME_PATTERN)
@@ -146,10 +162,13 @@ class ProfileFile(_Section):
     memory: Optional[Memory] = None
     sysctl: Optional[Sysctl] = None
     thp: Optional[Thp] = None
+    validate_: Optional[Validate] = Field(None, alias="validate")
 
 
 SECTIONS = {"requires": Requires, "power": Power, "gpu": Gpu, "cpu": Cpu, "memory": Memory,
-            "sysctl": Sysctl, "thp": Thp}
+            "sysctl": Sysctl, "thp": Thp, "validate": Validate}
+# Expectation keys that compare with another profile (validate.relative_to names it).
+RELATIVE_EXPECTATIONS = ("min_tg_ratio", "max_power_ratio")
 TOP_LEVEL = ("description", "inherits", "restore_baseline")
 
 # Keys the engine acts on, in the order a profile lists them. Everything else is meta.
@@ -299,4 +318,18 @@ def validate_file(data: dict) -> dict[str, object]:
     for k, pattern in (("requires.gfx_target", _GFX), ("requires.device_id", _DEVICE)):
         if k in flat and not all(re.match(pattern, s) for s in flat[k]):
             raise SchemaError(k, data["requires"][k.split(".", 1)[1]], PATTERN_MESSAGES[pattern])
+    _check_validate(flat)
     return flat
+
+
+def _check_validate(flat: dict) -> None:
+    """A ratio needs the profile it is relative to, and relative_to needs a ratio."""
+    relative = [k for k in RELATIVE_EXPECTATIONS if f"validate.{k}" in flat]
+    if relative and "validate.relative_to" not in flat:
+        raise SchemaError(f"validate.{relative[0]}", flat[f"validate.{relative[0]}"],
+                          'needs validate.relative_to (the profile it compares with, e.g. '
+                          'relative_to = "llm-max")')
+    if "validate.relative_to" in flat and not relative:
+        raise SchemaError("validate.relative_to", flat["validate.relative_to"],
+                          "needs a ratio to check: validate." + " or validate.".join(
+                              RELATIVE_EXPECTATIONS))

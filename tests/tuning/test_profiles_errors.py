@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SHIPPED = os.path.join(REPO, "profiles")
 GPU_KEYS = "performance_level, sclk_min_mhz, sclk_max_mhz, power_profile, power_profile_required"
 TOP_KEYS = ("description, inherits, restore_baseline, requires, power, gpu, cpu, memory, sysctl, "
-            "thp")
+            "thp, validate")
 
 
 def write(d, name: str, text: str) -> str:
