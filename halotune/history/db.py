@@ -362,9 +362,10 @@ class HistoryDB:
 
     def find_tests(self, name: str, model_name: str | None) -> list[dict]:
         """Every stored result of test `name` on model `model_name`, with what regression
-        checks compare: run id, measured_at, backend, model sha256, tokens/s, kind."""
+        checks compare: run id, measured_at, backend, model sha256, tokens/s, kind, profile."""
         rows = self._query(
-            "SELECT t.run_id, t.tokens_per_s, r.measured_at, r.backend, r.model_sha256, r.kind "
+            "SELECT t.run_id, t.tokens_per_s, r.measured_at, r.backend, r.model_sha256, r.kind, "
+            "r.profile "
             "FROM tests t JOIN runs r ON r.id = t.run_id WHERE t.name = ? AND "
             "t.model_name IS ? ORDER BY r.measured_at, r.id", (name, model_name))
         return [dict(r) | {"db": self.path, "ref": str(r["run_id"])} for r in rows]

@@ -3,7 +3,8 @@ changed since.
 
 A test of a run is flagged when its tokens/s is more than `threshold_percent` below the median
 of earlier comparable results: the same test name, model (name; sha256 too when both runs know
-it) and backend, measured before it (sweeps left out: they vary the TDP on purpose). The
+it) and backend, measured before it (sweeps left out: they vary the TDP on purpose; a
+validation compares only with results under the same profile, as quiet is meant to be slower). The
 alarm names the fingerprint fields that differ between the flagged run and the run(s) that
 gave the median, which is usually the answer to "why" (a kernel, firmware or TDP change).
 """
@@ -23,6 +24,8 @@ def _comparable(row: dict, run: dict) -> bool:
     if row["ref"] == run["ref"] or row["kind"] in EXCLUDED_KINDS:
         return False
     if row["tokens_per_s"] is None or row["backend"] != run["backend"]:
+        return False
+    if "validate" in (row["kind"], run["kind"]) and row.get("profile") != run.get("profile"):
         return False
     sha = (run.get("model") or {}).get("sha256")
     if sha and row["model_sha256"] and row["model_sha256"] != sha:

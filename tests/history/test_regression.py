@@ -100,3 +100,17 @@ def test_history_check_command(db_path):
     assert r.rc == 0 and r.json()["alarms"] == []
     r = cli("history", "check", "--db", db_path, "--threshold", "150")
     assert r.rc == 64 and "between 0 and 100" in r.err
+
+
+def test_validations_compare_only_under_the_same_profile(db_path):
+    """quiet is meant to be slower than llm-max: no alarm across profiles, one within."""
+    with HistoryDB(db_path) as db:
+        for tg in BASELINE_TG:
+            db.add_run("validate", make_tests(pp=533.0, tg=tg), fingerprint=fingerprint(),
+                       model=MODEL, backend="CPU", profile="llm-max")
+        quiet = db.add_run("validate", make_tests(pp=533.0, tg=120.0), fingerprint=fingerprint(),
+                           model=MODEL, backend="CPU", profile="quiet")
+        assert check_regression(db, quiet) == []
+        slow = db.add_run("validate", make_tests(pp=533.0, tg=120.0), fingerprint=fingerprint(),
+                          model=MODEL, backend="CPU", profile="llm-max")
+        assert [a["test"] for a in check_regression(db, slow)] == ["tg16"]
