@@ -119,6 +119,16 @@ def _when(t: str | None) -> str:
     return "-" if not t else t[:19].replace("T", " ")
 
 
+def _run_watts(run: dict) -> float | None:
+    """The run's average power: its telemetry summary, else its tests' (validate and probe
+    runs keep power per test, over the timed work)."""
+    w = (run.get("telemetry") or {}).get("avg_socket_power_w")
+    if w is None:
+        ws = [t["avg_power_w"] for t in run.get("tests") or [] if t.get("avg_power_w") is not None]
+        w = sum(ws) / len(ws) if ws else None
+    return w
+
+
 def render_list(runs: list[dict]) -> str:
     rows = [["REF", "WHEN (UTC)", "KIND", "MODEL", "BACKEND", "PROFILE", "TESTS", "W", "LABEL"]]
     for r in runs:
@@ -128,7 +138,7 @@ def render_list(runs: list[dict]) -> str:
         model = (r.get("model") or {}).get("name") or "-"
         rows.append([r["ref"], _when(r["created_at"]), r["kind"], model[:32],
                      r.get("backend") or "-", r.get("profile") or "-", tests or "-",
-                     _num((r.get("telemetry") or {}).get("avg_socket_power_w")),
+                     _num(_run_watts(r)),
                      r.get("label") or ""])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
