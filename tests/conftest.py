@@ -8,9 +8,11 @@ The Navi 31 and Phoenix trees are written by tests/fixtures/trees/build_trees.py
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -26,6 +28,15 @@ REF_CARD_DEV = "sys/class/drm/card1/device"
 sys.path.insert(0, os.path.join(FIXTURES, "trees"))
 
 import build_trees  # noqa: E402  (tests/fixtures/trees, put on sys.path above)
+
+# The suite never touches the user's own cache and state (generated models, the probe's frozen
+# calibration, the user history database): one private directory per session, set before any
+# test runs so child processes inherit it too.
+_PRIVATE_HOME = tempfile.mkdtemp(prefix="halotune-tests-")
+atexit.register(shutil.rmtree, _PRIVATE_HOME, True)
+for _var, _sub in (("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state"),
+                   ("HALOTUNE_CACHE_DIR", "cache/halotune")):
+    os.environ[_var] = os.path.join(_PRIVATE_HOME, _sub)
 
 
 def copy_reference(dest: str) -> str:

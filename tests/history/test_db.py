@@ -215,6 +215,7 @@ WRITER = textwrap.dedent("""
         with HistoryDB(path, mode=0o640) as db:
             db.add_run("bench", [{"name": "tg16", "tokens_per_s": 100.0 + i}],
                        fingerprint={"writer": name}, label=f"{name}-{i}")
+        time.sleep(0.01)                   # spread the writes so both writers overlap
     print("done")
 """)
 
@@ -222,7 +223,7 @@ WRITER = textwrap.dedent("""
 def test_two_processes_writing_at_once(db_path):
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     n = 40
-    start = time.time() + 0.8
+    start = time.time() + 3.0                # both interpreters started, even on a busy machine
     env = dict(os.environ, PYTHONPATH=REPO)
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, db_path, name, str(n), str(start)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

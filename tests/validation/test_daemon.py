@@ -180,7 +180,7 @@ def test_cli_sweep_runs_inside_the_daemon(run_cli, sim_root, tmp_path):
         before = machine_state(sim_root)
         rc, out, err = run_cli("sweep", "--tdp", "45:120:75", "--root", sim_root, "--socket",
                                sock, "--json", *PROBE_ARGS)
-        assert rc == 0, err
+        assert rc == 0, err + out[-2000:]
         doc = json.loads(out)
         assert doc["schema"] == "halotune.sweep/1" and doc["channel"] == "daemon"
         assert [p["tdp_w"] for p in doc["points"]] == [45, 120]
