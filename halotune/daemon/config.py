@@ -11,6 +11,8 @@ import tomllib
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from halotune.machine.parse import is_uint
+
 DEFAULT_PATH = "/etc/halotune/halotune.toml"
 DEFAULT_SOCKET = "/run/halotune/halotune.sock"
 
@@ -41,7 +43,7 @@ class MetricsSection(_Strict):
     @classmethod
     def _host_port(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not is_uint(port) or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9874")
         return v
 

@@ -104,6 +104,7 @@ from typing import Any, Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from halotune.machine.memory import PAGE_SIZE
+from halotune.machine.parse import is_uint
 from halotune.model.snapshot import (CpuSnapshot, GpuSnapshot, MemorySnapshot, NpuSnapshot,
                                      PowerSnapshot, Snapshot)
 
@@ -454,7 +455,7 @@ def is_loopback(host: str) -> bool:
 def parse_listen(listen: str) -> tuple[str, int]:
     """'127.0.0.1:9874' / '[::1]:9874' (the `[metrics] listen` setting) -> (host, port)."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not is_uint(port):
         raise ValueError(f"metrics listen address {listen!r}: must be HOST:PORT, e.g. "
                          f"{DEFAULT_HOST}:{DEFAULT_PORT}")
     return _bare_host(host), int(port)

@@ -24,6 +24,8 @@ import sqlite3
 import uuid as _uuid
 from urllib.parse import quote
 
+from halotune.machine.parse import is_uint
+
 APPLICATION_ID = 0x48414C54          # "HALT": halotune's history
 BUSY_TIMEOUT_MS = 15000
 KINDS = ("probe", "validate", "bench", "import", "sweep")
@@ -336,7 +338,7 @@ class HistoryDB:
         return self._run(rows[0], self._tests_of([run_id])[run_id], full=True)
 
     def resolve(self, ref: str | int) -> int:
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if isinstance(ref, int) or (isinstance(ref, str) and is_uint(ref)):
             return int(ref)
         if ref in ("@latest", "@previous"):
             rows = self._query("SELECT id FROM runs ORDER BY id DESC LIMIT 2")

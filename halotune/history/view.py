@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from halotune.history.db import HistoryDB, HistoryError
+from halotune.machine.parse import is_uint
 
 
 @dataclass
@@ -94,7 +95,7 @@ class HistoryView:
                                    f"({self._where()})")
             text = runs[index]["ref"]
         for s in sorted(self.sources, key=lambda s: -len(s.prefix)):
-            if text.lower().startswith(s.prefix) and text[len(s.prefix):].isdigit():
+            if text.lower().startswith(s.prefix) and is_uint(text[len(s.prefix):]):
                 if s.db is None:
                     raise HistoryError(f"no run {text}: " + (s.error or f"no database at {s.path}"))
                 return s, text[len(s.prefix):]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import os
 import time
 
+from halotune.machine.parse import is_uint
+
 RESCAN_S = 5.0
 _UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
@@ -175,7 +177,7 @@ class DrmClientReader:
     def _kfd(self) -> dict[int, dict[str | None, int | None]]:
         """pid -> {PCI slot (None if unknown): VRAM bytes (None if unreadable)} of KFD processes."""
         try:
-            pids = [int(p) for p in os.listdir(self.kfd_proc) if p.isdigit()]
+            pids = [int(p) for p in os.listdir(self.kfd_proc) if is_uint(p)]
         except OSError:
             return {}
         out: dict[int, dict[str | None, int | None]] = {}
@@ -202,7 +204,7 @@ class DrmClientReader:
         gtt_bytes, engine_gfx_percent, engine_compute_percent, kfd. Heaviest first."""
         now = self.clock()
         try:
-            pids = [int(e.name) for e in os.scandir(self.proc) if e.name.isdigit()]
+            pids = [int(e.name) for e in os.scandir(self.proc) if is_uint(e.name)]
         except OSError:
             pids = []
         live = set(pids)

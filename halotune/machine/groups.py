@@ -13,6 +13,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from halotune.machine.parse import is_uint
 from halotune.machine.rootfs import RootFS
 
 
@@ -43,7 +44,7 @@ def read_groups(fs: RootFS) -> dict[str, tuple[int | None, set[str]]] | None:
         return None
     out = {}
     for f in _rows(text, 4):
-        gid = int(f[2]) if f[2].isdigit() else None
+        gid = int(f[2]) if is_uint(f[2]) else None
         out[f[0]] = (gid, {m.strip() for m in f[3].split(",") if m.strip()})
     return out
 
@@ -63,7 +64,7 @@ def invoking_user(environ=None) -> tuple[str | None, int | None]:
     env = os.environ if environ is None else environ
     if env.get("SUDO_USER") and env.get("SUDO_USER") != "root":
         uid = env.get("SUDO_UID", "")
-        return env["SUDO_USER"], int(uid) if uid.isdigit() else None
+        return env["SUDO_USER"], int(uid) if is_uint(uid) else None
     uid = os.getuid()
     try:
         import pwd
@@ -78,8 +79,8 @@ def lookup_user(fs: RootFS, name: str, uid: int | None = None) -> User | None:
     user = None
     for f in _rows(fs.read_text("etc/passwd"), 4):
         if f[0] == name:
-            user = User(name, int(f[2]) if f[2].isdigit() else uid,
-                        int(f[3]) if f[3].isdigit() else None)
+            user = User(name, int(f[2]) if is_uint(f[2]) else uid,
+                        int(f[3]) if is_uint(f[3]) else None)
             break
     if user is None and fs.is_host:
         try:

@@ -21,7 +21,7 @@ def kfd_present(fs: RootFS) -> bool:
 def gpu_nodes(fs: RootFS) -> list[dict[str, str]]:
     """Properties of every GPU node (plus "node" and "gfx_target"), by node number."""
     out = []
-    for node in sorted(fs.listdir(NODES), key=lambda n: int(n) if n.isdigit() else 1 << 30):
+    for node in sorted(fs.listdir(NODES), key=lambda n: int(n) if parse.is_uint(n) else 1 << 30):
         gpu_id = (fs.read_text(f"{NODES}/{node}/gpu_id") or "").strip()
         if not gpu_id or gpu_id == "0":
             continue

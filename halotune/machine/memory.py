@@ -24,7 +24,7 @@ def pages_in_conf(text: str | None) -> int | None:
         if len(words) >= 3 and words[0] == "options" and words[1] in ("ttm", "amdttm"):
             for w in words[2:]:
                 k, _, v = w.partition("=")
-                if k == "pages_limit" and v.isdigit():
+                if k == "pages_limit" and parse.is_uint(v):
                     return int(v)
     return None
 

@@ -10,6 +10,12 @@ import re
 from dataclasses import dataclass, field
 
 
+def is_uint(s: str) -> bool:
+    """s is a plain unsigned decimal (ASCII 0-9 only). str.isdigit() alone is not enough before
+    int(): it is true for superscripts ("\u00b2") that int() refuses."""
+    return s.isascii() and s.isdecimal()
+
+
 def parse_int(text: str | None) -> int | None:
     """Decimal, or hex with 0x (PCI ids, smc_fw_version). None for anything else."""
     if text is None:
@@ -164,7 +170,7 @@ def parse_meminfo(text: str | None) -> dict[str, int]:
         if not sep:
             continue
         parts = rest.split()
-        if not parts or not parts[0].isdigit():
+        if not parts or not is_uint(parts[0]):
             continue
         value = int(parts[0])
         if len(parts) > 1 and parts[1] == "kB":

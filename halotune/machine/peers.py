@@ -14,6 +14,8 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+from halotune.machine.parse import is_uint
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -42,7 +44,7 @@ def _groups(pid: int, uid: int, gid: int) -> set[int]:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("Groups:"):
-                    groups.update(int(g) for g in line.split()[1:] if g.isdigit())
+                    groups.update(int(g) for g in line.split()[1:] if is_uint(g))
                     return groups
     except OSError:
         pass

@@ -24,6 +24,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from halotune.machine.parse import is_uint
+
 YOUNG_S = 2.0        # fork-then-exec happens within milliseconds
 REFRESH_S = 30.0
 # Programs that commonly exec the real workload later: their comm is checked at every poll.
@@ -108,7 +110,7 @@ class ProcessSource:
         if self._psutil is not None:
             return self._psutil.pids()
         try:
-            return [int(p) for p in os.listdir(self.proc) if p.isdigit()]
+            return [int(p) for p in os.listdir(self.proc) if is_uint(p)]
         except OSError:
             return []
 

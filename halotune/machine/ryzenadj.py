@@ -61,7 +61,7 @@ def parse_info(text: str) -> TdpLimits:
                     value = float(cells[1])
                 except ValueError:
                     continue
-                if not math.isnan(value):
+                if math.isfinite(value):     # float() also reads "nan", "inf" and "1e999"
                     setattr(lim, INFO_ROWS[cells[0]], value)
     return lim
 

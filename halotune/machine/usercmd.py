@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from halotune.machine.parse import is_uint
+
 
 class UserCommandError(Exception):
     """The command could not be started; the message says why."""
@@ -52,7 +54,7 @@ def invoking_user(environ=None) -> RunAs | None:
     if os.geteuid() != 0:
         return None
     uid, gid = env.get("SUDO_UID", ""), env.get("SUDO_GID", "")
-    if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0:
+    if not (is_uint(uid) and is_uint(gid)) or int(uid) == 0:
         return None
     who = RunAs(int(uid), int(gid))
     try:

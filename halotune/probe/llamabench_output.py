@@ -5,15 +5,21 @@ section 4.2): only n_prompt, n_gen, avg_ts and stddev_ts are required; every oth
 optional, unknown keys are kept in `raw`; `load_mode` replaces the older `use_mmap` /
 `use_direct_io`; Vulkan builds print banners on stdout before the JSON; a crashed `-o json`
 run leaves the array without its closing bracket. Anything else is refused with a message
-that says what was expected and what was found.
+that says what was expected and what was found. A record with a value no build prints (a
+NaN, infinite or negative rate; a test size outside 0..2^63-1) is refused like one that lacks a
+required key: the whole output, not only that record. Other optional values that cannot be
+used (a wrong type, an integer beyond 64 bits) read as absent.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 REQUIRED = ("n_prompt", "n_gen", "avg_ts", "stddev_ts")
+# Counts are stored as SQLite INTEGERs by `history import`: 64-bit signed.
+INT64_MAX = 2**63 - 1
 EXPECTED = "-o json or -o jsonl records with " + ", ".join(REQUIRED)
 # Backend flags of builds that predate the "backends" string.
 _OLD_BACKEND_FLAGS = (("cuda", "CUDA"), ("vulkan", "Vulkan"), ("kompute", "Kompute"),
@@ -79,7 +85,10 @@ def parse_llamabench(text: str, source: str = "<output>") -> list[BenchRecord]:
 
 def parse_llamabench_report(text: str, source: str = "<output>") -> ParseResult:
     """parse_llamabench() plus what was skipped: banner lines and a truncated last record."""
-    values, ignored, truncated = _json_values(text)
+    try:
+        values, ignored, truncated = _json_values(text)
+    except NotLlamaBenchOutput as e:
+        raise NotLlamaBenchOutput(f"{source}: not llama-bench output: {e}") from None
     objects: list[dict] = []
     for value in values:
         if isinstance(value, list):
@@ -128,7 +137,10 @@ def _json_values(text: str) -> tuple[list, int, bool]:
             continue
         try:
             value, stop = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except ValueError as e:
+            if not isinstance(e, json.JSONDecodeError):
+                # not JSON llama-bench writes: an integer over Python's 4300-digit limit
+                raise NotLlamaBenchOutput(f"line {text.count(chr(10), 0, start) + 1}: {e}") from None
             if stripped[0] == "[" and stripped[1:].lstrip()[:1] in ("", "{"):
                 items, complete = _salvage_array(text, start + 1, decoder)
                 values.append(items)
@@ -204,23 +216,45 @@ def _json_type(value) -> str:
 # -- one record -----------------------------------------------------------------------------
 
 def _record(obj: dict, index: int, source: str) -> BenchRecord:
+    def refuse(key: str, value, why: str) -> NotLlamaBenchOutput:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."     # a 400-digit integer, say
+        return NotLlamaBenchOutput(f"{source}: record {index + 1}: field {key} = {shown} {why}")
+
     def need(key: str, kind):
         value = obj[key]
         ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok:
-            raise NotLlamaBenchOutput(
-                f"{source}: record {index + 1}: field {key} = {value!r} is not a number")
+            raise refuse(key, value, "is not a number")
         return value
 
-    n_prompt = int(need("n_prompt", int))
-    n_gen = int(need("n_gen", int))
-    avg_ts = float(need("avg_ts", (int, float)))
-    stddev_ts = float(need("stddev_ts", (int, float)))
-    n_depth = _int(obj.get("n_depth")) or 0
+    def count(key: str, n: int) -> int:
+        if not 0 <= n <= INT64_MAX:
+            raise refuse(key, obj[key], f"is out of range (0 to {INT64_MAX})")
+        return n
+
+    def rate(key: str, value) -> float:
+        # Python's json reads NaN and Infinity; no build prints them or a negative rate.
+        x = _float(value)
+        if not (math.isfinite(x) and x >= 0):
+            raise refuse(key, value, "is not a finite rate >= 0")
+        return x
+
+    n_prompt = count("n_prompt", need("n_prompt", int))
+    n_gen = count("n_gen", need("n_gen", int))
+    avg_ts = rate("avg_ts", need("avg_ts", (int, float)))
+    stddev_ts = rate("stddev_ts", need("stddev_ts", (int, float)))
+    # Optional, but part of the test's name: a depth that is a whole number must be a count.
+    depth = _whole(obj.get("n_depth"))
+    n_depth = 0 if depth is None else count("n_depth", depth)
+    samples_ts = obj.get("samples_ts")
+    if isinstance(samples_ts, list) and all(_is_number(x) for x in samples_ts):
+        samples = [rate(f"samples_ts[{i}]", x) for i, x in enumerate(samples_ts)]
+    else:
+        samples = _samples_from_ns(obj.get("samples_ns"), n_prompt + n_gen)
     return BenchRecord(
         name=test_name(n_prompt, n_gen, n_depth), n_prompt=n_prompt, n_gen=n_gen,
-        n_depth=n_depth, avg_ts=avg_ts, stddev_ts=stddev_ts,
-        samples_ts=_samples(obj, n_prompt + n_gen),
+        n_depth=n_depth, avg_ts=avg_ts, stddev_ts=stddev_ts, samples_ts=samples,
         model_filename=_str(obj.get("model_filename")), model_type=_str(obj.get("model_type")),
         model_size=_int(obj.get("model_size")), model_n_params=_int(obj.get("model_n_params")),
         build_commit=_str(obj.get("build_commit")), build_number=_int(obj.get("build_number")),
@@ -230,24 +264,41 @@ def _record(obj: dict, index: int, source: str) -> BenchRecord:
         load_mode=_load_mode(obj), test_time=_str(obj.get("test_time")), raw=obj)
 
 
-def _int(value) -> int | None:
+def _whole(value) -> int | None:
+    """A JSON number that is a whole number (512 or 512.0), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return int(value) if float(value).is_integer() else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None     # not NaN or inf either
+    return value
+
+
+def _int(value) -> int | None:
+    """Optional integer fields: a whole number that fits int64, else None (read as absent)."""
+    n = _whole(value)
+    return n if n is not None and -INT64_MAX - 1 <= n <= INT64_MAX else None
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:          # an integer beyond the float range
+        return math.inf if value > 0 else -math.inf
 
 
 def _str(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _samples(obj: dict, n_tokens: int) -> list[float]:
-    ts = obj.get("samples_ts")
-    if isinstance(ts, list) and all(_is_number(x) for x in ts):
-        return [float(x) for x in ts]
-    ns = obj.get("samples_ns")
-    if isinstance(ns, list) and ns and all(_is_number(x) and x > 0 for x in ns):
-        return [1e9 * n_tokens / x for x in ns]   # llama-bench's own formula
-    return []
+def _samples_from_ns(ns, n_tokens: int) -> list[float]:
+    """Rates from samples_ns, or none when any time is unusable (not a finite number > 0)."""
+    if not (isinstance(ns, list) and ns and all(_is_number(x) for x in ns)):
+        return []
+    times = [_float(x) for x in ns]
+    if not all(math.isfinite(x) and x > 0 for x in times):
+        return []
+    rates = [1e9 * n_tokens / x for x in times]   # llama-bench's own formula
+    return rates if all(math.isfinite(r) for r in rates) else []
 
 
 def _is_number(x) -> bool:

@@ -51,7 +51,16 @@ _NOT_MERGED = ("description", "inherits", "restore_baseline")
 # --- messages --------------------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+# Sysctl names ("vm.swappiness") are shown unquoted, as in "sysctl.vm.swappiness".
+_DOTTED_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")
 _MAX_VALUE_CHARS = 120
+
+
+def format_key(*parts: str) -> str:
+    """A key path for messages and ProfileError.key: the parts joined with "." (power.stapm_w,
+    sysctl.vm.swappiness). A part that is not a bare key is quoted as JSON, so a key read from a
+    file never puts control characters (ESC sequences, CR) on the terminal."""
+    return ".".join(p if _DOTTED_BARE_KEY.match(p) else json.dumps(p) for p in parts)
 
 
 def format_value(v: object) -> str:
@@ -73,6 +82,9 @@ def _fmt(v: object) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
+        # readable non-ASCII, but DEL and C1 controls (\x9b starts a terminal sequence) escaped
+        if any("\x7f" <= c <= "\x9f" for c in v):
+            return json.dumps(v)
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
@@ -89,9 +101,10 @@ def _fmt(v: object) -> str:
 
 class ProfileError(Exception):
     """A profile that cannot be used. `file` is the display path (None when no file is
-    involved, e.g. an unknown profile name), `key` the dotted key path or None, `value` the bad
-    value (None when the key is missing or no single value is at fault), `message` what is
-    allowed. `profile` is the name that was being loaded, when known."""
+    involved, e.g. an unknown profile name), `key` the dotted key path as format_key shows it
+    or None, `value` the bad value (None when the key is missing or no single value is at
+    fault), `message` what is allowed. `profile` is the name that was being loaded, when
+    known."""
 
     def __init__(self, file: str | None, key: str | None = None, value: object = None,
                  message: str = "", *, profile: str | None = None,

@@ -22,6 +22,7 @@ from typing import Literal, Optional, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from halotune.tuning import limits
+from halotune.tuning.loader import format_key
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -272,7 +273,7 @@ def _locate(data: dict, loc: tuple) -> tuple[str, object, type[BaseModel] | None
             present = False
             cur = None
         model = SECTIONS.get(p) if i == 0 and model is ProfileFile else None
-    return ".".join(parts), cur, owner, key, present
+    return format_key(*parts), cur, owner, key, present
 
 
 def _order(data: dict, loc: tuple) -> tuple:

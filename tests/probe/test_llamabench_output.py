@@ -160,3 +160,8 @@ def test_markdown_and_help_text_are_refused(name, hint):
 
 def test_not_llama_bench_output_is_a_value_error():
     assert issubclass(NotLlamaBenchOutput, ValueError)
+
+
+def test_an_integer_beyond_pythons_digit_limit_is_a_clean_refusal():
+    with pytest.raises(NotLlamaBenchOutput, match=r"huge\.jsonl: not llama-bench output: line 1"):
+        parse_llamabench('{"n_prompt": ' + "9" * 5000 + "}\n", "huge.jsonl")

@@ -267,3 +267,11 @@ def test_unknown_profile_name(tmp_path):
     assert str(info.value) == ('no profile named "turbo" (known: bench-stable, llm-efficient, '
                                "llm-max, quiet, stock)")
     assert info.value.file is None
+
+
+def test_values_in_messages_escape_terminal_controls():
+    """DEL and C1 controls (\\x9b opens a terminal sequence) never reach the terminal raw;
+    ordinary non-ASCII stays readable."""
+    assert format_value("a\x9b2Jb") == '"a\\u009b2Jb"'
+    assert format_value("a\x7fb") == '"a\\u007fb"'
+    assert format_value("café") == '"café"'
