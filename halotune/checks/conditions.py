@@ -63,7 +63,7 @@ def gfx_target(facts, arg) -> Verdict:
     if g is None:
         return Verdict(False, "no AMD GPU")
     if g.gfx_target is None:
-        return Verdict(None, f"GPU {g.device_id}: gfx target unknown")
+        return Verdict(None, f"GPU {g.device_id or g.name}: gfx target unknown")
     return Verdict(g.gfx_target in _list(arg), f"GPU {g.gfx_target}")
 
 

@@ -65,7 +65,7 @@ class AmdGpuDevice:
     device_dir: str              # root-relative, e.g. sys/class/drm/card1/device
     pci_slot: str | None         # "0000:c3:00.0"
     vendor_id: int
-    device_id: int
+    device_id: int | None        # None when neither device nor uevent PCI_ID is readable
     revision: int | None
     subsystem: str | None        # "f111:000a"
     hwmon_dir: str | None        # root-relative hwmon directory, or None
@@ -78,8 +78,8 @@ class AmdGpuDevice:
     known_apu: bool | None       # from the device table; None when the ID is not in it
 
     @property
-    def device_id_hex(self) -> str:
-        return f"0x{self.device_id:04x}"
+    def device_id_hex(self) -> str | None:
+        return None if self.device_id is None else f"0x{self.device_id:04x}"
 
     @property
     def is_strix_halo(self) -> bool:
@@ -89,9 +89,11 @@ class AmdGpuDevice:
 def _ip_version(fs: RootFS, dev: str, block: int) -> tuple[int, int, int] | None:
     base = f"{dev}/ip_discovery/die/0/{block}/0"
     major, minor, rev = (fs.read_int(f"{base}/{k}") for k in ("major", "minor", "revision"))
-    if major is None or minor is None:
+    # All three or nothing: a missing revision read as 0 turns GC 11.5.1 (Strix Halo, gfx1151)
+    # into 11.5.0 (gfx1150); without it KFD or the device-ID table decides.
+    if major is None or minor is None or rev is None:
         return None
-    return major, minor, rev or 0
+    return major, minor, rev
 
 
 def gfx_target_from_gc(gc: tuple[int, int, int] | None) -> str | None:
@@ -149,7 +151,11 @@ def _identify(fs: RootFS, card: str, kfd: dict) -> AmdGpuDevice:
     dev = f"sys/class/drm/{card}/device"
     uevent = parse.parse_key_value_lines(fs.read_text(f"{dev}/uevent"), sep="=")
     slot = uevent.get("PCI_SLOT_NAME") or _slot_from_path(fs.realpath(dev))
-    device_id = fs.read_int(f"{dev}/device") or 0
+    # PCI config device id; the uevent's PCI_ID=VVVV:DDDD says the same (drivers/pci/pci-driver.c
+    # pci_uevent). Neither readable: unknown (None), never a made-up 0x0000.
+    device_id = fs.read_int(f"{dev}/device")
+    if device_id is None:
+        device_id = _pci_id_device(uevent.get("PCI_ID"))
     sv, sd = fs.read_int(f"{dev}/subsystem_vendor"), fs.read_int(f"{dev}/subsystem_device")
     gc = _ip_version(fs, dev, 11)
     loc = _pci_location(slot)
@@ -158,7 +164,8 @@ def _identify(fs: RootFS, card: str, kfd: dict) -> AmdGpuDevice:
     if known:
         name = known[0]
     else:
-        name = f"AMD GPU [1002:{device_id:04x}]" + (f" ({target})" if target else "")
+        name = "AMD GPU" + (f" [1002:{device_id:04x}]" if device_id is not None else "") \
+            + (f" ({target})" if target else "")
     return AmdGpuDevice(
         card=card, device_dir=dev, pci_slot=slot, vendor_id=AMD_VENDOR, device_id=device_id,
         revision=fs.read_int(f"{dev}/revision"),
@@ -169,6 +176,12 @@ def _identify(fs: RootFS, card: str, kfd: dict) -> AmdGpuDevice:
         vbios_version=fs.read_text(f"{dev}/vbios_version"),
         name=name, known_apu=known[1] if known else None,
     )
+
+
+def _pci_id_device(pci_id: str | None) -> int | None:
+    """"1002:1586" (uevent PCI_ID, vendor:device in hex) -> 0x1586; anything else -> None."""
+    m = re.match(r"^[0-9a-fA-F]{4}:([0-9a-fA-F]{4})$", (pci_id or "").strip())
+    return int(m.group(1), 16) if m else None
 
 
 def _slot_from_path(real: str) -> str | None:

@@ -1,10 +1,11 @@
 """The external programs halotune runs (ryzenadj, llama-bench), resolved and run safely.
 
-Resolution order: a configured path, then ROOT/usr/local/bin, then ROOT/usr/bin, and PATH only
-when the root is "/". When halotune runs as root with another root, a program must be owned by
-root and not writable by group or others (nor its directory), so an environment variable can
-never make root execute a file someone else planted. Commands are fixed argument vectors, never
-a shell.
+Resolution order: a configured path, then ROOT/usr/local/bin, then ROOT/usr/bin, and on the
+root "/" the system directories (as root) or PATH (as another user). When halotune runs as root,
+whatever the root, a program must be owned by root and not writable by group or others (nor its
+directory, nor those of a symlink's target), and PATH is not consulted, so an environment
+variable or a tree someone else owns can never make root execute a file they planted. Commands
+are fixed argument vectors, never a shell.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import stat
 from dataclasses import dataclass
 
 from halotune.machine.rootfs import RootFS
+
+# Searched instead of PATH when running as root: root's PATH can be inherited from a user
+# (sudo without secure_path, a unit's Environment=), the system directories cannot.
+SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
 class ProgramError(Exception):
@@ -42,7 +47,8 @@ class ProgramResult:
 
 
 def _untrusted_reason(path: str) -> str | None:
-    for p in (path, os.path.dirname(path)):
+    real = os.path.realpath(path)   # a root-owned symlink to a user's file is the user's file
+    for p in dict.fromkeys((path, os.path.dirname(path), real, os.path.dirname(real))):
         st = os.stat(p)
         if st.st_uid != 0:
             return f"{p} is owned by uid {st.st_uid}, not root"
@@ -62,19 +68,26 @@ class Programs:
             out.append(self.configured[name])
         out += [self.fs.path(f"usr/local/bin/{name}"), self.fs.path(f"usr/bin/{name}")]
         if self.fs.is_host:
-            found = shutil.which(name)
-            if found:
-                out.append(found)
-        return out
+            if os.geteuid() == 0:
+                out += [os.path.join(d, name) for d in SYSTEM_DIRS]
+            else:
+                found = shutil.which(name)
+                if found:
+                    out.append(found)
+        return list(dict.fromkeys(out))
 
     def resolve(self, name: str) -> str:
         for path in self.candidates(name):
             if os.path.isfile(path) and os.access(path, os.X_OK):
-                if os.geteuid() == 0 and not self.fs.is_host:
+                # Every candidate, the configured one and the host's too: root must never
+                # run a file another user can replace.
+                if os.geteuid() == 0:
                     reason = _untrusted_reason(path)
                     if reason:
-                        raise ProgramRefused(f"refusing to run {path} as root under root "
-                                             f"{self.fs.root}: {reason}")
+                        under = "" if self.fs.is_host else f" under root {self.fs.root}"
+                        raise ProgramRefused(f"refusing to run {path} as root{under}: {reason} "
+                                             "(as root halotune runs only programs owned by root "
+                                             "and writable by root alone)")
                 return path
         where = ", ".join(self.candidates(name)) or "(nowhere)"
         raise ProgramNotFound(f"{name} not found (looked in {where})")

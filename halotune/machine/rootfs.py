@@ -200,10 +200,30 @@ class RootFS:
         return rel.lstrip("/")
 
     # --- the one write path ------------------------------------------------------------
+    def real_path_inside(self, rel: str) -> str:
+        """The file a write to `rel` lands on, for writing.
+
+        On "/" the path itself (sysfs attributes are reached through symlinks). Under another
+        root, symlinks resolved, and PermissionError when they lead outside the root: a tree
+        someone else owns (--root, HALOTUNE_ROOT) must not redirect root's writes to, say,
+        /etc/passwd. Symlinks inside the tree (sys/class/drm/card1 -> ../../devices/...) are
+        fine.
+        """
+        path = self.path(rel)
+        if self.is_host:
+            return path
+        real = os.path.realpath(path)
+        root = os.path.realpath(self.root)
+        if real != root and not real.startswith(root.rstrip("/") + "/"):
+            raise PermissionError(errno.EACCES, f"{rel} leads outside the root {self.root} "
+                                  f"(to {real}) through a symlink; refusing to write there")
+        return real
+
     def write_text(self, rel: str, value: str) -> None:
         """Write one value to a kernel attribute, as a single write() like `echo`.
 
-        Raises OSError with the kernel's errno (EINVAL, EBUSY, EACCES ...). Under a simulated
+        Raises OSError with the kernel's errno (EINVAL, EBUSY, EACCES ...), and PermissionError
+        for a target outside a root other than "/" (see real_path_inside). Under a simulated
         root the simulator's driver rules answer instead of the plain file.
         """
         if self.is_simulated:
@@ -212,7 +232,10 @@ class RootFS:
             simhook.write(self.root, rel, value)
             return
         data = value if value.endswith("\n") else value + "\n"
-        fd = os.open(self.path(rel), os.O_WRONLY | os.O_CLOEXEC)
+        # Under another root the path is already resolved: O_NOFOLLOW refuses a symlink swapped
+        # in since (open(2): ELOOP). On "/" sysfs attributes are plain files behind symlinked dirs.
+        flags = os.O_WRONLY | os.O_CLOEXEC | (0 if self.is_host else os.O_NOFOLLOW)
+        fd = os.open(self.real_path_inside(rel), flags)
         try:
             os.write(fd, data.encode())
         finally:

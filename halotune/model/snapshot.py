@@ -21,7 +21,7 @@ GIB = 1 << 30
 class GpuSnapshot:
     card: str
     pci_slot: str | None
-    device_id: str                       # "0x1586"
+    device_id: str | None                # "0x1586"; None when the kernel gave no device id
     gfx_target: str | None               # "gfx1151"
     name: str
     is_apu: bool | None = None

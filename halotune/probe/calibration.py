@@ -73,7 +73,8 @@ def machine_key(snapshot, backend: str, threads: int | None, root: str, cores: i
     parts = [backend, str(threads), str(cores),
              str(snapshot.cpu.logical_cpus if snapshot else None),
              str(snapshot.memory.system_total_bytes if snapshot else None),
-             g.device_id if g else "nogpu", (g.gfx_target or "") if g else ""]
+             # str(): device_id is None when the kernel gave none
+             str(g.device_id) if g else "nogpu", (g.gfx_target or "") if g else ""]
     if os.path.abspath(root) != "/":
         parts.append(os.path.realpath(root))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

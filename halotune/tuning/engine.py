@@ -130,7 +130,9 @@ class Engine:
         skipped: list[Row] = []
         notes: list[str] = []
         problems: list[str] = []
-        planned: dict = {}
+        # The profile's power.max_w is its TDP ceiling (limits.py): the TDP tunable reads it here.
+        max_w = getattr(profile, "max_w", None)
+        planned: dict = {} if max_w is None else {"power.max_w": max_w}
         items: list[_Item] = []
         for key in targets:
             if key not in self.owner:

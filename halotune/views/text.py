@@ -36,7 +36,7 @@ def _gpu_lines(g: GpuSnapshot) -> list[str]:
     kind = "APU" if g.is_apu else ("dGPU" if g.is_apu is False else "GPU")
     limit = g.sclk_limit_mhz or g.gfx_maxfreq_mhz
     lines = [
-        f"GPU {g.card} {g.pci_slot or ''}  {g.name} [{g.device_id}{target}] {kind}",
+        f"GPU {g.card} {g.pci_slot or ''}  {g.name} [{g.device_id or '?'}{target}] {kind}",
         f"  busy {fmt(g.busy_percent, ' %')}   sclk {fmt(g.sclk_mhz)} / {fmt(limit)} MHz   "
         f"mclk {fmt(g.mclk_mhz)} MHz   fclk {fmt(g.fclk_mhz)} MHz   level {fmt(g.performance_level)}",
         f"  temp edge {fmt(g.edge_temp_c, ' °C', 1)}   soc {fmt(g.soc_temp_c, ' °C', 1)}"

@@ -4,6 +4,7 @@ pair, the unsupported pp_power_profile_mode, the boot-time GTT size)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -490,3 +491,24 @@ def test_gtt_refused_when_amdgpu_gttsize_overrides_it(sim_root, engine_for):
     write_plain(sim_root, "proc/cmdline", "ro quiet amdgpu.gttsize=65536\n")
     with pytest.raises(EngineError, match="amdgpu.gttsize"):
         engine_for(sim_root).apply(make_profile(**{"memory.gtt_gib": 100}))
+
+
+def test_gtt_file_cannot_be_written_outside_the_root_through_a_symlink(sim_root, tmp_path,
+                                                                        engine_for):
+    """A --root tree whose etc/modprobe.d leads elsewhere (someone else's tree): the boot-time
+    file is refused, nothing lands outside, the apply is undone."""
+    import shutil
+    drop_ttm_from_cmdline(sim_root)
+    outside = tmp_path / "outside-modprobe.d"
+    outside.mkdir()
+    conf_dir = os.path.join(sim_root, "etc/modprobe.d")
+    shutil.rmtree(conf_dir, ignore_errors=True)
+    os.symlink(str(outside), conf_dir)
+    out = None
+    try:
+        out = engine_for(sim_root).apply(make_profile(**{"memory.gtt_gib": 64}))
+    except EngineError:
+        pass
+    assert list(outside.iterdir()) == []
+    if out is not None:
+        assert not out.ok and "outside the root" in json.dumps(out.to_dict()), out.to_dict()

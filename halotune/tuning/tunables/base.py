@@ -70,8 +70,8 @@ class Context:
 
         if not allowlist.allowed(rel):
             raise WriteFailed(key, rel, "(file)", "path is not on halotune's write allowlist")
-        path = self.fs.path(rel)
         try:
+            path = self.fs.real_path_inside(rel)     # no symlink out of a --root tree
             if content is None:
                 if os.path.exists(path):
                     durable.remove(path)

@@ -100,8 +100,8 @@ class GttSize(Tunable):
         from halotune.machine import durable
 
         try:
-            durable.remove_temps(ctx.fs.path(CONF))
-        except OSError:      # no modprobe.d directory: nothing was ever written there
+            durable.remove_temps(ctx.fs.real_path_inside(CONF))
+        except OSError:      # no modprobe.d directory (or one leading outside the root)
             pass
 
     def notes(self, ctx, states) -> list[str]:

@@ -3,10 +3,13 @@
 amdgpu has no writable power limit on this APU. RyzenAdj (>= 0.17 for Strix Halo) sets them in
 mW (--stapm-limit= --fast-limit= --slow-limit=; never --stapm-time, mis-wired for Strix Halo)
 and `ryzenadj -i` reads them back from the PM table in W. Requests are checked against the
-platform range (limits.py) by the profile loader; a rollback writes back whatever was read.
+platform range (limits.py) by the profile loader and again here, for profiles built in code
+(the daemon's rules); a rollback writes back whatever was read.
 """
 
 from __future__ import annotations
+
+import math
 
 from halotune.machine.programs import ProgramError
 from halotune.tuning import limits
@@ -46,7 +49,13 @@ class TdpLimits(Tunable):
         out = {}
         for key in KEYS:
             if key in targets:
-                out[key] = float(targets[key])
+                v = targets[key]
+                # A profile built in code (not by the loader) may carry anything: refuse what
+                # is not a finite number rather than let float() raise.
+                if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                        or not math.isfinite(v):
+                    raise InvalidTarget(key, v, "must be a number of watts")
+                out[key] = float(v)
         # The loader checks the profile's own values; here the merge with what the machine
         # keeps for keys the profile leaves alone must still hold fast >= slow >= stapm.
         merged = {k: out.get(k, current.get(k)) for k in ("power.stapm_w", "power.fast_w",
@@ -56,6 +65,19 @@ class TdpLimits(Tunable):
             raise InvalidTarget("power.fast_w", f, f"must be >= power.slow_w ({s:g} W)")
         if None not in (s, st) and s < st:
             raise InvalidTarget("power.slow_w", s, f"must be >= power.stapm_w ({st:g} W)")
+        # The loader's range, again for profiles built in code (the daemon's rules): at least
+        # TDP_MIN_W, at most the profile's power.max_w (the engine passes it in `planned`) or
+        # TDP_MAX_W. A value up to what the machine already runs is no raise (the thermal guard
+        # steps a 140 W board down to 130 W); nothing ever above TDP_HARD_CEILING_W.
+        max_w = planned.get("power.max_w")
+        stated = limits.TDP_MAX_W if max_w is None else float(max_w)
+        for key, v in out.items():
+            now = current.get(key)
+            ceiling = min(max(stated, now if isinstance(now, (int, float)) else 0.0),
+                          limits.TDP_HARD_CEILING_W)
+            if not limits.TDP_MIN_W <= v <= ceiling:
+                raise InvalidTarget(key, v, f"must be between {limits.TDP_MIN_W:g} and "
+                                            f"{ceiling:g} W")
         return out
 
     def write(self, ctx, states, current):
