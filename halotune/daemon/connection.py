@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 STREAM_BACKLOG = 64
 DRAIN_TIMEOUT_S = 60.0      # a peer that reads nothing for this long is gone
@@ -16,7 +17,22 @@ FLUSH_TIMEOUT_S = 10.0      # after the dropped marker, time to read what was al
 
 
 def encode(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    """One JSON line; a non-finite float (never valid JSON) goes out as null."""
+    try:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    return text.encode() + b"\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class Connection:

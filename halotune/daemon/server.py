@@ -105,6 +105,10 @@ class Server:
                     break
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
+                if len(line) > MAX_REQUEST:      # the reader's limit leaves out the newline
+                    conn.answer(_error(None, "E2BIG", f"request over {MAX_REQUEST} bytes"))
+                    conn.close()
+                    break
                 await self._handle_line(conn, line)
         finally:
             self.connections.discard(conn)
@@ -117,12 +121,17 @@ class Server:
 
     async def _handle_line(self, conn: Connection, line: bytes) -> None:
         try:
-            req = json.loads(line)
+            req = json.loads(line, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as e:
             conn.answer(_error(None, "EPROTO", f"not JSON: {e}"))
             return
+        except RecursionError:
+            conn.answer(_error(None, "EPROTO", "not JSON this API accepts: nested too deeply"))
+            return
         rid = req.get("id") if isinstance(req, dict) else None
-        if not isinstance(req, dict) or req.get("v") != 1:
+        if not isinstance(rid, (str, int, type(None))) or isinstance(rid, bool):
+            rid = None                           # echo only what a client can match on
+        if not isinstance(req, dict) or type(req.get("v")) is not int or req.get("v") != 1:
             conn.answer(_error(rid, "EPROTO", 'a request is an object with "v": 1'))
             return
         method, params = req.get("method"), req.get("params", {})
@@ -150,6 +159,11 @@ class Server:
         except Exception as e:  # noqa: BLE001 - one bad request must not take the daemon down
             log.exception("%s failed", method)
             conn.answer(_error(rid, "EIO", f"{method} failed: {e}"))
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python's json reads them by default)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _error(rid, code: str, message: str) -> dict:

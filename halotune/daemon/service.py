@@ -363,8 +363,10 @@ class Daemon:
             raise ApiError("EINVAL", 'params.profile must name a profile, e.g. "llm-max"')
         confirm_s = params.get("confirm_s")
         if confirm_s is not None and (isinstance(confirm_s, bool)
-                                      or not isinstance(confirm_s, (int, float)) or confirm_s <= 0):
-            raise ApiError("EINVAL", "confirm_s must be a positive number of seconds")
+                                      or not isinstance(confirm_s, (int, float))
+                                      or not 0 < confirm_s <= 86400):
+            raise ApiError("EINVAL", "confirm_s must be a number of seconds, above 0 and at "
+                                     "most 86400")
         dry_run = bool(params.get("dry_run", False))
         if not dry_run and self.hold_active(exclude=conn):
             raise ApiError("EBUSY", "a hold is active (" + ", ".join(

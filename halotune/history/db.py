@@ -134,6 +134,15 @@ def create_file(path: str, mode: int, group: str | None = None) -> None:
         os.close(fd)
 
 
+def _chgrp(path: str, group: str) -> None:
+    import grp
+
+    try:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    except (KeyError, PermissionError):
+        pass         # no such group, or not root
+
+
 class HistoryDB:
     """One history database file. `readonly` never creates, migrates or writes."""
 
@@ -180,7 +189,13 @@ class HistoryDB:
     def _open_writable(self, mode: int, group: str | None) -> None:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            from halotune.machine import durable
+
+            # As the journal's StateDir makes it: group-readable for a group-readable database
+            # (the state DB, 0640 root:halotune), private for a user's own.
+            durable.ensure_dir(directory, mode=0o750 if mode & 0o040 else 0o700)
+            if group and mode & 0o040:
+                _chgrp(directory, group)
         create_file(self.path, mode, group)
         self.conn = sqlite3.connect(self.path, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000)

@@ -84,6 +84,11 @@ class StateDir:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise JournalError(f"{self.journal_path}: unknown journal version "
                                f"{data.get('version') if isinstance(data, dict) else data!r}")
+        shape = _shape_problem(data)
+        if shape:
+            raise JournalError(
+                f"{self.journal_path} is damaged ({shape}); the original values it held "
+                "cannot be trusted. Move it aside to start afresh (halotune will not guess).")
         if data.get("root") != root:
             raise JournalError(f"{self.journal_path} belongs to root {data.get('root')!r}, not "
                                f"{root!r}: use --state-dir to keep each root's state apart")
@@ -126,6 +131,8 @@ class StateDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        # Temp files of a journal write a crash interrupted: no writer is mid-write now.
+        durable.remove_temps(self.journal_path)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -137,3 +144,34 @@ class StateDir:
 
     def __exit__(self, *exc):
         self.unlock()
+
+
+# The journal's shape: section -> {key: accepted types} (a key may be absent).
+_ACTIVE_TYPES = {"profile": (str, type(None)), "targets": dict, "boot_time_keys": list,
+                 "boot_id": (str, type(None)), "confirm_deadline": (int, float, type(None))}
+_TXN_TYPES = {"op": str, "profile": (str, type(None)), "plan": list, "targets": dict,
+              "done": list, "before": dict, "journal_only": list, "boot_time_keys": list,
+              "boot_id": (str, type(None))}
+
+
+def _shape_problem(data: dict) -> str | None:
+    """Why a journal that parsed as JSON is still not one halotune wrote (a flipped byte, an
+    edit), or None. Checked before anything trusts a field, so a damaged journal is a clear
+    refusal instead of a crash halfway through a recovery."""
+    baseline = data.get("baseline")
+    if baseline is not None:
+        if not isinstance(baseline, dict):
+            return "baseline is not a table"
+        for key, entry in baseline.items():
+            if not isinstance(entry, dict) or "state" not in entry:
+                return f"baseline entry {key!r} has no state"
+    for name, types in (("active", _ACTIVE_TYPES), ("txn", _TXN_TYPES)):
+        section = data.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            return f"{name} is not a table"
+        for key, accepted in types.items():
+            if key in section and not isinstance(section[key], accepted):
+                return f"{name}.{key} has the wrong type"
+    return None

@@ -567,9 +567,6 @@ def test_power_loss_inside_the_journal_write(sim):
     assert not messages, "\n".join(messages[:20])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: temporary journal files left by a crash inside "
-                   "durable.atomic_write (.journal.json.tmp-*) are never removed: "
-                   "StateDir.load/lock should call durable.remove_temps(journal_path)")
 def test_recover_removes_the_temporary_journal_a_crash_left(sim):
     argv = ["apply", "llm-max", *sim.common]
     with faults(JournalFaults(2, "after_fsync", durable.SimulatedCrash())):
@@ -808,11 +805,6 @@ WRONG_SHAPES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a journal that is valid JSON of the wrong shape "
-                   "crashes every tuning command with a traceback (AttributeError in "
-                   "Journal.forget_other_boots, journal.py:43/49; KeyError 'state' in the "
-                   "engine); StateDir.load should validate the shape and raise JournalError "
-                   "('damaged ... move it aside')")
 def test_journal_of_the_wrong_shape_is_refused_cleanly(mid_transaction):
     sim, path, good = mid_transaction
     j = json.loads(good)
@@ -827,7 +819,7 @@ def test_journal_bytes_flipped_never_lose_control(mid_transaction):
     """Random single-byte corruption of a mid-transaction journal, then `recover`. Most flips
     break the JSON (a clean refusal); flips inside a value keep it valid (a changed original:
     restored as read, or refused by the kernel's rules). Outcomes are counted; tracebacks are
-    the wrong-shape bug above (xfail) and are reported in the figure, not failed here."""
+    a regression of the wrong-shape check above and are reported in the figure."""
     sim, path, good = mid_transaction
     crashed = (capture(sim.root), capture(sim.state))
     rng = random.Random(SEED + 4)

@@ -12,7 +12,7 @@ the daemon keeps serving everyone else. Targets:
   time, half a line then a disconnect, 50 pipelined requests, connections closed at once, or
   right after `subscribe` or a large `history` answer, empty and CRLF lines, a BOM.
 At the end: the daemon still answers, its log holds no unhandled exception, and its RSS is
-reported. The bugs found have their own strict-xfail tests at the end of this file.
+reported. The bugs found have their own regression tests at the end of this file.
 Figure: inputs tried per target, crashes (0).
 """
 
@@ -180,8 +180,13 @@ def test_structured_requests(api, target):
             msg = c.answer()
             assert msg is not None, f"no answer to {line[:300]!r}"
             code = check_answer(msg, repr(line[:200]))
-            if isinstance(req.get("id"), (str, int)) and not isinstance(req.get("id"), bool):
-                assert msg.get("id") == req["id"]
+            try:
+                json.dumps(req, allow_nan=False)
+            except ValueError:               # NaN/Infinity: not JSON, refused as a whole
+                assert code == "EPROTO", msg
+            else:
+                if isinstance(req.get("id"), (str, int)) and not isinstance(req.get("id"), bool):
+                    assert msg.get("id") == req["id"]
             # the connection is still usable
             code2 = check_answer(c.call("hello", rid="after"), "hello after")
             assert code2 == "ok"
@@ -355,7 +360,7 @@ def test_daemon_survived_the_campaign(api):
     record("fuzz: API daemon after the campaign", alive=True, rss_kib=daemon_rss_kib(api.pid))
 
 
-# --- bugs found (strict xfail until fixed) --------------------------------------------------------
+# --- bugs found (regression tests) --------------------------------------------------------
 
 @pytest.fixture
 def bug_daemon(start_daemon_here):
@@ -374,11 +379,6 @@ def start_daemon_here(tmp_path):
     launcher.stop_all()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a deeply nested request (e.g. 30000 '[' within "
-                   "64 KiB) raises RecursionError in json.loads, which server.Server._handle_line "
-                   "does not catch (it catches ValueError, UnicodeDecodeError): the connection "
-                   "handler dies ('Unhandled exception in client_connected_cb' in the log) and "
-                   "the client gets no answer instead of EPROTO; catch RecursionError too")
 def test_deep_nesting_is_answered_with_eproto(bug_daemon):
     c = Conn(bug_daemon.socket)
     c.send(b"[" * 30000 + b"]" * 30000 + b"\n")
@@ -394,11 +394,6 @@ def _strict(raw: bytes):
     return json.loads(raw, parse_constant=reject)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the daemon reads NaN/Infinity/-Infinity (Python's "
-                   "json extension) and echoes them: `\"id\": NaN` gives an answer line "
-                   "`{\"v\":1,\"id\":NaN,...}` that strict JSON clients cannot parse. "
-                   "server._handle_line should json.loads(line, parse_constant=<raise>) -> "
-                   "EPROTO (and connection.encode should use allow_nan=False)")
 def test_nan_and_infinity_are_refused_not_echoed(bug_daemon):
     c = Conn(bug_daemon.socket)
     bad = []
@@ -417,28 +412,21 @@ def test_nan_and_infinity_are_refused_not_echoed(bug_daemon):
     assert not bad, bad
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: apply with confirm_s NaN or Infinity passes "
-                   "Daemon.api_apply's check (`confirm_s <= 0` is false for NaN); the engine "
-                   "applies the profile, then durable.write_json refuses the non-finite "
-                   "deadline: the answer is EIO 'apply failed' while the profile stays applied "
-                   "with no confirm timer and the daemon's active profile is not refreshed. "
-                   "Check math.isfinite(confirm_s) (and at most 86400 like the CLI) -> EINVAL")
 def test_apply_with_a_nan_confirm_deadline_is_refused(bug_daemon):
     from daemon.conftest import machine_digest
 
     before = machine_digest(bug_daemon.root)
-    c = Conn(bug_daemon.socket, timeout=60)
-    c.send(b'{"v":1,"id":1,"method":"apply","params":{"profile":"llm-efficient",'
-           b'"confirm_s":NaN}}\n')
-    msg = c.answer()
-    c.close()
-    assert msg["ok"] is False and msg["error"]["code"] == "EINVAL", msg
-    assert machine_digest(bug_daemon.root) == before, "the profile was applied anyway"
+    # NaN is not JSON (EPROTO); 1e400 is JSON that Python reads as infinity (EINVAL)
+    for value, code in ((b"NaN", "EPROTO"), (b"1e400", "EINVAL"), (b"-1e400", "EINVAL")):
+        c = Conn(bug_daemon.socket, timeout=60)
+        c.send(b'{"v":1,"id":1,"method":"apply","params":{"profile":"llm-efficient",'
+               b'"confirm_s":' + value + b'}}\n')
+        msg = c.answer()
+        c.close()
+        assert msg["ok"] is False and msg["error"]["code"] == code, (value, msg)
+        assert machine_digest(bug_daemon.root) == before, "the profile was applied anyway"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (minor): `\"v\": true` and `\"v\": 1.0` pass "
-                   "server._handle_line's `req.get(\"v\") != 1` (True == 1 in Python); "
-                   "docs/api.md says v must be 1: check `type(v) is int and v == 1`")
 def test_protocol_version_must_be_the_integer_1(bug_daemon):
     c = Conn(bug_daemon.socket)
     codes = []

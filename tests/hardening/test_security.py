@@ -274,12 +274,6 @@ def test_history_database_mode_and_group(scratch, no_daemon):
            group_check=group)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when the state directory does not exist yet (a "
-                   "first probe/bench recorded before any apply, outside systemd), "
-                   "history/db.py HistoryDB._open_writable creates it with "
-                   "os.makedirs(mode=0o700) (less the umask): the 0640 root:halotune database "
-                   "in it is then unreadable for group halotune. Create it as the journal's "
-                   "StateDir does (durable.ensure_dir(mode=0o750)), with group halotune")
 def test_history_creates_the_state_directory_0750(scratch, no_daemon):
     record_mod = pytest.importorskip("halotune.history.record")
     root = os.path.join(scratch, "root")

@@ -45,7 +45,7 @@ FALLBACKS = {
     "sys/devices/system/cpu/cpufreq/policy1/scaling_cur_freq": {"cpu.freq_mhz_max",
                                                                 "cpu.freq_mhz_avg"},
 }
-# Guesses found by this campaign and not fixed yet (each with a strict-xfail test below).
+# Guesses found by this campaign and not fixed yet (each pinned by a strict-xfail test below).
 KNOWN_GUESSES: set[str] = set()
 VOLATILE = re.compile(r"(^time$|\.sources\.|\.warnings|^gpus\[\d+\]\.warnings)")
 
