@@ -200,20 +200,42 @@ class HistoryDB:
         self.conn = sqlite3.connect(self.path, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000)
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._check()
-        if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")    # durable at each WAL checkpoint
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        # Opening (the switch to WAL, migrations) is serialised between processes with a
+        # flock on the directory: SQLite answers "database is locked" at once, without
+        # waiting, when two connections change the journal mode of a new database together.
+        # Not on the database file itself: closing any descriptor of that file would drop
+        # SQLite's own POSIX locks of this process (and another process could then
+        # checkpoint the WAL away under it).
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._check()
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")    # durable at each WAL checkpoint
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        finally:
+            os.close(fd)                 # releases the flock
 
     def _check(self) -> None:
         """Refuse files that are not halotune history databases (or are from a newer one)."""
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        # One read transaction: another process creating the database concurrently must be
+        # seen before or after its migration, never halfway (tables but no version yet).
+        in_txn = self.conn.in_transaction
+        if not in_txn:
+            self.conn.execute("BEGIN")
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        finally:
+            if not in_txn:
+                self.conn.execute("COMMIT")
         if version == 0 and tables:
             raise HistoryError(f"{self.path} is an SQLite database of another program (tables "
                                f"{', '.join(sorted(tables))}), not a halotune history database")
