@@ -149,6 +149,9 @@ class StateDir:
 # The journal's shape: section -> {key: accepted types} (a key may be absent).
 _ACTIVE_TYPES = {"profile": (str, type(None)), "targets": dict, "boot_time_keys": list,
                  "boot_id": (str, type(None)), "confirm_deadline": (int, float, type(None))}
+# Keys every writer of the section sets (a renamed key is damage, not an older format).
+_ACTIVE_REQUIRED = ("profile", "targets", "confirm_deadline")
+_TXN_REQUIRED = ("op", "plan", "done", "targets")
 _TXN_TYPES = {"op": str, "profile": (str, type(None)), "plan": list, "targets": dict,
               "done": list, "before": dict, "journal_only": list, "boot_time_keys": list,
               "boot_id": (str, type(None))}
@@ -165,12 +168,18 @@ def _shape_problem(data: dict) -> str | None:
         for key, entry in baseline.items():
             if not isinstance(entry, dict) or "state" not in entry:
                 return f"baseline entry {key!r} has no state"
-    for name, types in (("active", _ACTIVE_TYPES), ("txn", _TXN_TYPES)):
+    for name, types, required in (("active", _ACTIVE_TYPES, _ACTIVE_REQUIRED),
+                                  ("txn", _TXN_TYPES, _TXN_REQUIRED)):
         section = data.get(name)
         if section is None:
             continue
         if not isinstance(section, dict):
             return f"{name} is not a table"
+        if name == "txn" and section.get("op") == "apply":
+            required = (*required, "before")
+        for key in required:
+            if key not in section:
+                return f"{name} has no {key}"
         for key, accepted in types.items():
             if key in section and not isinstance(section[key], accepted):
                 return f"{name}.{key} has the wrong type"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from halotune.tuning.tunables import cpufreq
-from halotune.tuning.tunables.base import Tunable
+from halotune.tuning.tunables.base import Tunable, WriteFailed
 
 KEY = "cpu.boost"
 GLOBAL = f"{cpufreq.CPUFREQ}/boost"
@@ -47,6 +47,9 @@ class CpuBoost(Tunable):
             cur = self.read(ctx)[KEY]
         for name, value in want.items():
             if name != "global" and cur.get(name) != value:
+                if name not in files:        # a journaled policy this machine does not have
+                    raise WriteFailed(KEY, f"cpufreq/{name}/boost", value,
+                                      "no such cpufreq policy on this machine")
                 ctx.write(KEY, files[name], str(value))
         if glob == 0 and cur.get("global") != 0:
             ctx.write(KEY, files["global"], "0")
