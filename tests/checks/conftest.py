@@ -18,45 +18,25 @@ Nothing here reads /work/shared or the host's /sys.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 
 from halotune.machine import programs as _programs
 from halotune.sim import publish, store
-from halotune.sim import ryzenadj as _sim_ryzenadj
 from halotune.sim.tree import lay_out
+from tuning.conftest import CliResult, fast_run
 
 PDEV = "0000:c3:00.0"
 SHM = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
-_real_run = _programs.Programs.run
-
-
-def _fast_run(self, name, args, timeout=15.0):
-    if name == "ryzenadj" and self.fs.is_simulated:
-        path = self.resolve(name)
-        with open(path, "rb") as f:
-            stand_in = b"Simulated RyzenAdj" in f.read(400)
-        if stand_in:
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                rc = _sim_ryzenadj.main(list(args), self.fs.root)
-            return _programs.ProgramResult([path, *args], rc, out.getvalue(), err.getvalue())
-    return _real_run(self, name, args, timeout)
-
-
 @pytest.fixture(autouse=True)
 def fast_ryzenadj(monkeypatch):
-    monkeypatch.setattr(_programs.Programs, "run", _fast_run)
+    monkeypatch.setattr(_programs.Programs, "run", fast_run)
 
 
 @pytest.fixture(autouse=True)
@@ -220,19 +200,6 @@ def write_gguf(path: str, n_layer: int = 2, n_embd: int = 64, n_ff: int = 128, n
 
 
 # --- the command line -----------------------------------------------------------------------------
-
-@dataclass
-class CliResult:
-    rc: int
-    out: str
-    err: str
-
-    def json(self):
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"exit {self.rc}\n--- stdout\n{self.out}--- stderr\n{self.err}"
-
 
 @pytest.fixture
 def run_cli(capsys):

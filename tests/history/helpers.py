@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import json
 import os
-from dataclasses import dataclass
+
+from tuning.conftest import CliResult
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(TESTS, "fixtures")
@@ -24,19 +24,6 @@ STANDIN = os.path.join(FIXTURES, "bench-standin", "llama-bench")
 FIXTURE_JSON = os.path.join(FIXTURES, "llama-bench", "llama-bench-0c1e570-cpu.json")
 FIXTURE_JSONL = os.path.join(FIXTURES, "llama-bench", "llama-bench-0c1e570-cpu.jsonl")
 FIXTURE_MD = os.path.join(FIXTURES, "llama-bench", "llama-bench-0c1e570-cpu.md")
-
-
-@dataclass
-class CliResult:
-    rc: int
-    out: str
-    err: str
-
-    def json(self):
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"exit {self.rc}\n--- stdout\n{self.out}--- stderr\n{self.err}"
 
 
 def _parser():

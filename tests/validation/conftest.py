@@ -27,6 +27,7 @@ import pytest
 from halotune.machine import programs as _programs
 from halotune.sim import ryzenadj as _sim_ryzenadj
 from halotune.sim.tree import lay_out
+from tuning.conftest import fast_run
 
 EXCLUDED_TOP = (".halotune-sim", ".halotune-state")
 PROBE_ARGS = ("--backend", "simulated", "--preset", "ci", "--budget", "5")
@@ -87,25 +88,9 @@ def venv(monkeypatch, tmp_path, model_cache):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
 
 
-_real_run = _programs.Programs.run
-
-
-def _fast_run(self, name, args, timeout=15.0):
-    if name == "ryzenadj" and self.fs.is_simulated:
-        path = self.resolve(name)
-        with open(path, "rb") as f:
-            stand_in = b"Simulated RyzenAdj" in f.read(400)
-        if stand_in:
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                rc = _sim_ryzenadj.main(list(args), self.fs.root)
-            return _programs.ProgramResult([path, *args], rc, out.getvalue(), err.getvalue())
-    return _real_run(self, name, args, timeout)
-
-
 @pytest.fixture
 def fast_ryzenadj(monkeypatch):
-    monkeypatch.setattr(_programs.Programs, "run", _fast_run)
+    monkeypatch.setattr(_programs.Programs, "run", fast_run)
 
 
 @pytest.fixture
