@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from halotune.tuning.tunables.base import Context, Tunable, Unavailable, choices_error
+from halotune.tuning.tunables.base import Context, Tunable, choices_error
 
 PROFILE = "sys/firmware/acpi/platform_profile"
 KEY = "power.platform_profile"
