@@ -38,6 +38,10 @@ from halotune.sim.tree import lay_out  # noqa: E402
 from halotune.tuning.engine import Engine  # noqa: E402
 from halotune.tuning.loader import ProfileStore  # noqa: E402
 
+import halotune.sim  # noqa: E402
+
+halotune.sim.wire()   # writes under the simulated root go to its kernel, as the CLI wires it
+
 TARGET_MS = 50.0
 
 RUNTIME = """\

@@ -29,6 +29,11 @@ sys.path.insert(0, os.path.join(FIXTURES, "trees"))
 
 import build_trees  # noqa: E402  (tests/fixtures/trees, put on sys.path above)
 
+import halotune.sim  # noqa: E402
+
+# Writes under a simulated root are answered by the simulated kernel, as the CLI wires it.
+halotune.sim.wire()
+
 # The suite never touches the user's own cache and state (generated models, the probe's frozen
 # calibration, the user history database): one private directory per session, set before any
 # test runs so child processes inherit it too.

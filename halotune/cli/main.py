@@ -93,6 +93,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=0.5, metavar="S",
                      help="animation step in seconds (0.5)")
     sim.add_argument("--force", action="store_true", help="lay out into a non-empty DIR")
+    sim.add_argument("--kernel", default="6.17", metavar="X.Y",
+                     help="the Linux version whose driver behaviour the machine follows "
+                          "(6.11-6.18; default 6.17, the reference snapshot's)")
     sim.add_argument("--reboot", action="store_true",
                      help="simulate a reboot of the machine in DIR: new boot_id, runtime "
                           "settings back to firmware defaults, modprobe.d GTT settings applied")
@@ -265,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return exitcodes.USAGE
+    # A --root holding the simulated Strix Halo answers writes like its kernel (imports on use).
+    from halotune import sim
+    sim.wire()
     try:
         if args.command in _TUNING_VERBS:
             from halotune.cli import tuning

@@ -26,7 +26,7 @@ def run(args) -> int:
         print(f"simulated Strix Halo in {target} rebooted (boot_id {boot_id})")
         return exitcodes.OK
     try:
-        lay_out(target, scenario=args.scenario, force=args.force)
+        lay_out(target, scenario=args.scenario, force=args.force, kernel=args.kernel)
     except FileExistsError:
         print(f"halotune sim: {target} is not empty and holds no simulated machine; "
               "use --force to lay out into it anyway", file=sys.stderr)

@@ -16,14 +16,28 @@ import errno
 import glob as _glob
 import logging
 import os
+from collections.abc import Callable
 
 from halotune.machine.parse import parse_int
 
 log = logging.getLogger(__name__)
 
-# The simulated machine's marker directory. A tree that holds it is answered by the
-# simulator's driver rules for writes (see halotune/machine/simhook.py).
+# The simulated machine's marker directory. Writes under a tree that holds it are answered by
+# the simulated kernel that `wire_simulator` installed (the CLI and the tests wire halotune.sim;
+# this layer never imports it).
 SIM_MARKER = ".halotune-sim"
+
+# (write(root, rel, value), repair(root)) of the simulated kernel, or None.
+_simulator: tuple[Callable[[str, str, str], None], Callable[[str], None]] | None = None
+
+
+def wire_simulator(write: Callable[[str, str, str], None],
+                   repair: Callable[[str], None]) -> None:
+    """Install the simulated kernel: `write` answers a write under a simulated root like the
+    driver would (raising OSError with its errno); `repair` brings a simulated root whose
+    writer was killed mid-write back to one state, before anything reads it."""
+    global _simulator
+    _simulator = (write, repair)
 
 # sysfs text attributes fit in one page; binary ones (gpu_metrics) too on every amdgpu kernel.
 PAGE = 4096
@@ -93,6 +107,8 @@ class RootFS:
         self.root = os.path.abspath(root or "/")
         self.last_errors: dict[str, str] = {}
         self._hot: dict[str, HotFile] = {}
+        if _simulator is not None and not self.is_host and self.is_simulated:
+            _simulator[1](self.root)
 
     def __repr__(self) -> str:
         return f"RootFS({self.root!r})"
@@ -227,9 +243,11 @@ class RootFS:
         root the simulator's driver rules answer instead of the plain file.
         """
         if self.is_simulated:
-            from halotune.machine import simhook
-
-            simhook.write(self.root, rel, value)
+            if _simulator is None:
+                raise RuntimeError(f"{self.root} is a simulated machine, but no simulated "
+                                   "kernel is wired (halotune.sim.wire()): refusing to "
+                                   "overwrite its files as plain files")
+            _simulator[0](self.root, rel, value)
             return
         data = value if value.endswith("\n") else value + "\n"
         # Under another root the path is already resolved: O_NOFOLLOW refuses a symlink swapped

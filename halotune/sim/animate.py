@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from halotune.sim import physics, publish, scenarios, store
+from halotune.sim import physics, scenarios, store
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class Animator:
                 t = state["t_s"] + workload.get("pattern_offset_s", 0.0)
                 workload.update(llm_phase(t)[1])
             physics.tick(state, self.interval if dt is None else dt)
-            store.save_state(self.root, state)
-            publish.publish(self.root, state)
+            store.commit(self.root, state)
         return state
 
     def run(self, stop_event: threading.Event) -> None:

@@ -1,8 +1,13 @@
 """The simulated kernel's write path: one attribute write, answered like the real driver.
 
-RootFS.write_text reaches this through halotune/machine/simhook.py whenever the root holds
-`.halotune-sim/`. Each attempt, accepted or not, is appended to `.halotune-sim/writes.log`.
-Paths under `etc/` are plain configuration files, answered by etc.py.
+RootFS.write_text reaches this through the writer the CLI (or a test) wires with
+`halotune.sim.wire()` whenever the root holds `.halotune-sim/`. Each attempt, accepted or
+not, is appended to `.halotune-sim/writes.log`. Paths under `etc/` are plain configuration
+files, answered by etc.py.
+
+An accepted write changes the state, the files and the log in one `store.commit`, so a writer
+killed mid-write leaves the machine as if the write() had completed or never started, as a
+real store() does.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import errno
 import os
 import re
 
-from halotune.sim import etc, publish, store
+from halotune.sim import etc, store
 from halotune.sim.rules import amdgpu, cpufreq, system
 
 # errno.errorcode names 95 ENOTSUP; the kernel code (and the spec) say EOPNOTSUPP.
@@ -39,17 +44,23 @@ class SimKernel:
         path = os.path.join(self.root, rel.lstrip("/"))
         with store.locked(self.root):
             resolved = self._resolve(path)
-            result = "error"  # stays so if a simulator bug raises something else
+            where = resolved or rel.lstrip("/")
             try:
                 if resolved is None:  # the path leaves the simulated root
                     raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-                self._apply(resolved, value)
-                result = "ok"
+                state = self._apply(resolved, value)
             except OSError as e:
-                result = _ERRNO_NAMES.get(e.errno or 0, str(e.errno))
+                store.log_write(self.root, where, value,
+                                _ERRNO_NAMES.get(e.errno or 0, str(e.errno)))
                 raise OSError(e.errno, os.strerror(e.errno or 0), path) from None
-            finally:
-                store.log_write(self.root, resolved or rel.lstrip("/"), value, result)
+            except BaseException:
+                store.log_write(self.root, where, value, "error")  # a simulator bug
+                raise
+            entry = store.write_entry(where, value, "ok")
+            if state is None:          # a configuration file: already in place
+                store.log_write(self.root, where, value, "ok")
+            else:
+                store.commit(self.root, state, [entry])
 
     def _resolve(self, path: str) -> str | None:
         """Root-relative real path: which attribute the write lands on (None: outside)."""
@@ -58,10 +69,11 @@ class SimKernel:
             return os.path.relpath(real, self._real_root)
         return None
 
-    def _apply(self, resolved: str, value: str) -> None:
+    def _apply(self, resolved: str, value: str) -> dict | None:
+        """The new state after the write (None for a configuration file under etc/)."""
         if etc.owns(resolved):  # configuration files, not kernel attributes
             etc.write(self._real_root, resolved, value)
-            return
+            return None
         full = os.path.join(self._real_root, resolved)
         if not os.path.lexists(full):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
@@ -76,5 +88,4 @@ class SimKernel:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
         state = store.load_state(self.root)
         rule(state, value, match)
-        store.save_state(self.root, state)
-        publish.publish(self.root, state)
+        return state

@@ -12,6 +12,7 @@ from halotune.machine.rootfs import SIM_MARKER
 STATE = f"{SIM_MARKER}/state.json"
 WRITES_LOG = f"{SIM_MARKER}/writes.log"
 LOCK = f"{SIM_MARKER}/lock"
+PENDING = f"{SIM_MARKER}/pending.json"   # a change being made (store.commit)
 RYZENADJ = "usr/local/bin/ryzenadj"
 
 # --- amdgpu -------------------------------------------------------------------------------

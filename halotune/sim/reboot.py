@@ -24,7 +24,7 @@ import os
 import uuid
 
 from halotune.machine.rootfs import SIM_MARKER
-from halotune.sim import bootconf, paths, publish, scenarios, store
+from halotune.sim import bootconf, paths, scenarios, store
 from halotune.sim import hardware as hw
 from halotune.sim.kparse import kstrtol, kstrtoul
 
@@ -47,15 +47,13 @@ def reboot(root: str) -> str:
     boot_id = str(uuid.uuid4())
     with store.locked(root):
         state = store.load_state(root)
-        power_on = scenarios.initial_state(state["scenario"])
+        power_on = scenarios.initial_state(state["scenario"], state.get("kernel", "6.17"))
         for key in RUNTIME_KEYS:
             state[key] = power_on[key]
         _load_modules(root, state, power_on["params"])
         _restart_counters(state)
         store.put(root, paths.BOOT_ID, f"{boot_id}\n")
-        store.save_state(root, state)
-        publish.publish(root, state)
-        store.log_event(root, "reboot", boot_id=boot_id)
+        store.commit(root, state, [store.event_entry("reboot", boot_id=boot_id)])
     return boot_id
 
 

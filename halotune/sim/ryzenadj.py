@@ -135,8 +135,9 @@ def _table(state: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _adjust(root: str, state: dict, values: dict[str, int]) -> bool:
-    """Apply the given options in main.c's order; False if any was rejected."""
+def _adjust(state: dict, values: dict[str, int], log: list[dict]) -> bool:
+    """Apply the given options in main.c's order, a writes.log entry each; False if any was
+    rejected."""
     ok = True
     for option, (_short, key, label, (low, high)) in OPTIONS.items():
         value = values.get(option, _UNSET)
@@ -149,7 +150,7 @@ def _adjust(root: str, state: dict, values: dict[str, int]) -> bool:
         else:
             print(f"set_{label} is rejected by SMU")
             ok, result = False, "rejected"
-        store.log_write(root, f"ryzenadj:{option}", str(value), result)
+        log.append(store.write_entry(f"ryzenadj:{option}", str(value), result))
     return ok
 
 
@@ -167,8 +168,9 @@ def main(argv: Sequence[str], root: str) -> int:
               f"Version: {VERSION} ")  # main.c prints a space before the newline
     with store.locked(root):
         state = store.load_state(root)
-        ok = _adjust(root, state, values)
-        store.save_state(root, state)
+        log: list[dict] = []
+        ok = _adjust(state, values, log)
+        store.commit(root, state, log)
         if ok and info:
             print(_table(state), end="")
     sys.stdout.flush()

@@ -13,6 +13,7 @@ import copy
 
 from halotune.sim import cpu as cpumodel
 from halotune.sim import hardware as hw
+from halotune.sim import kversion
 from halotune.sim import physics
 
 SCENARIOS = ("reference", "idle")
@@ -182,9 +183,13 @@ def idle_state() -> dict:
     return state
 
 
-def initial_state(scenario: str) -> dict:
+def initial_state(scenario: str, kernel: str = kversion.DEFAULT) -> dict:
+    """The power-on state of `scenario` on Linux `kernel` ("X.Y", see kversion.py)."""
     if scenario == "reference":
-        return reference_state()
-    if scenario == "idle":
-        return idle_state()
-    raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+        state = reference_state()
+    elif scenario == "idle":
+        state = idle_state()
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    state["kernel"] = kversion.normalize(kernel)
+    return state

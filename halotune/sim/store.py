@@ -4,6 +4,12 @@ uses.
 
 Everything that reads-modifies-writes the state (SimKernel, the Animator, the ryzenadj stand-in)
 holds the exclusive flock, so several processes can drive one tree.
+
+A change of state is one step, as a store() in the kernel is: `commit` first writes the new
+state and its log lines to `pending.json` (one rename: the commit point), then renders the
+files, appends the log and renames the state into place. A writer killed anywhere in between
+leaves `pending.json`, which the next `locked()` or `repair()` finishes, so what the files show
+and what the simulated kernel holds never stay apart.
 """
 
 from __future__ import annotations
@@ -20,14 +26,67 @@ from halotune.sim import paths
 
 @contextlib.contextmanager
 def locked(root: str) -> Iterator[None]:
-    """Exclusive flock on `.halotune-sim/lock`. Not re-entrant: flock locks per open file, so a
-    nested `locked()` in the same thread would wait for itself."""
+    """Exclusive flock on `.halotune-sim/lock`, after finishing a change a killed writer left
+    half done. Not re-entrant: flock locks per open file, so a nested `locked()` in the same
+    thread would wait for itself."""
     fd = os.open(os.path.join(root, paths.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _finish_pending(root)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def repair(root: str) -> None:
+    """Finish a change a killed writer left half done (a no-op, one stat, when there is none)."""
+    if os.path.exists(os.path.join(root, paths.PENDING)):
+        with locked(root):
+            pass
+
+
+def commit(root: str, state: dict, log: list[dict] | tuple = ()) -> None:
+    """Make `state` the machine's state and its files, and append `log` lines, as one step that
+    a kill -9 cannot split (caller holds the lock)."""
+    _write_json(os.path.join(root, paths.PENDING), {"state": state, "log": list(log)})
+    _finish_pending(root)
+
+
+def _finish_pending(root: str) -> None:
+    from halotune.sim import publish   # publish renders through this module
+
+    path = os.path.join(root, paths.PENDING)
+    try:
+        with open(path, encoding="utf-8") as f:
+            pending = json.load(f)
+    except FileNotFoundError:
+        return
+    state = pending["state"]
+    publish.publish(root, state)
+    lines = [json.dumps(entry, sort_keys=True) for entry in pending["log"]]
+    if lines and _log_tail(root, len(lines)) != lines:   # not appended before the kill
+        with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+    save_state(root, state)
+    os.unlink(path)
+
+
+def _log_tail(root: str, n: int) -> list[str]:
+    try:
+        with open(os.path.join(root, paths.WRITES_LOG), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            return [line.decode() for line in f.read().splitlines()[-n:]]
+    except FileNotFoundError:
+        return []
+
+
+def _write_json(path: str, value: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def load_state(root: str) -> dict:
@@ -36,28 +95,34 @@ def load_state(root: str) -> dict:
 
 
 def save_state(root: str, state: dict) -> None:
+    """Replace state.json alone (state that no file shows: the workload, a pinned load).
+    Anything that changes what the files show goes through `commit`."""
     # Simulator-private file: a rename keeps it whole if the writer dies midway.
-    path = os.path.join(root, paths.STATE)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    _write_json(os.path.join(root, paths.STATE), state)
+
+
+def write_entry(path: str, value: str, result: str) -> dict:
+    """The writes.log line of one write attempt (appended by `commit` or `log_write`)."""
+    return {"t": round(time.time(), 6), "path": path, "value": value, "result": result}
 
 
 def log_write(root: str, path: str, value: str, result: str) -> None:
-    """One JSON line per write attempt, in the order the attempts were made."""
-    line = json.dumps({"t": round(time.time(), 6), "path": path, "value": value,
-                       "result": result}, sort_keys=True)
-    with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    """One JSON line for a write attempt that changed nothing (a refused write)."""
+    _append(root, write_entry(path, value, result))
+
+
+def event_entry(event: str, **fields: object) -> dict:
+    return {"t": round(time.time(), 6), "event": event, **fields}
 
 
 def log_event(root: str, event: str, **fields: object) -> None:
     """A line for something that is not a write attempt (a reboot), in the same order."""
-    line = json.dumps({"t": round(time.time(), 6), "event": event, **fields}, sort_keys=True)
+    _append(root, event_entry(event, **fields))
+
+
+def _append(root: str, entry: dict) -> None:
     with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 def read_log(root: str) -> list[dict]:

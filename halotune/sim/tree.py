@@ -18,7 +18,7 @@ import halotune
 from halotune.machine.rootfs import SIM_MARKER
 from halotune.sim import formats as fmt
 from halotune.sim import hardware as hw
-from halotune.sim import paths, publish, scenarios, store
+from halotune.sim import kversion, paths, publish, scenarios, store
 
 _DEV, _HW = paths.DEV, paths.HWMON
 
@@ -70,28 +70,27 @@ _DEVICE_FILES = {
     f"{_HW}/freq1_label": "sclk\n",
 }
 
-_KERNEL = "6.17.0-5-generic"
-_SYSTEM_FILES = {
-    paths.PLATFORM_PROFILE_CHOICES: fmt.words(hw.PROFILE_CHOICES),
-    "proc/cmdline": (f"BOOT_IMAGE=/boot/vmlinuz-{_KERNEL} "
-                     "root=UUID=3f6d2c1e-8b7a-4e21-9c4d-5a0b1e2f3c4d ro quiet splash "
-                     "amd_iommu=off ttm.pages_limit=28835840 ttm.page_pool_size=28835840\n"),
-    "proc/version": (f"Linux version {_KERNEL} (buildd@lcy02-amd64-077) "
-                     "(x86_64-linux-gnu-gcc-15 (Ubuntu 15.2.0-4ubuntu4) 15.2.0, "
-                     "GNU ld (GNU Binutils for Ubuntu) 2.45) #5-Ubuntu SMP PREEMPT_DYNAMIC "
-                     "Tue Oct  7 09:41:20 UTC 2025\n"),
-    "proc/sys/kernel/osrelease": f"{_KERNEL}\n",
-    f"{paths.CPU}/online": f"0-{hw.CPUS - 1}\n",
-    f"{paths.CPU}/possible": f"0-{hw.CPUS - 1}\n",
-    f"{paths.CPU}/present": f"0-{hw.CPUS - 1}\n",
-    "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/type": "Mains\n",
-    "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/online": "1\n",
-}
+def _system_files(release: str) -> dict[str, str]:
+    return {
+        paths.PLATFORM_PROFILE_CHOICES: fmt.words(hw.PROFILE_CHOICES),
+        "proc/cmdline": (f"BOOT_IMAGE=/boot/vmlinuz-{release} "
+                         "root=UUID=3f6d2c1e-8b7a-4e21-9c4d-5a0b1e2f3c4d ro quiet splash "
+                         "amd_iommu=off ttm.pages_limit=28835840 ttm.page_pool_size=28835840\n"),
+        "proc/version": (f"Linux version {release} (buildd@lcy02-amd64-077) "
+                         "(x86_64-linux-gnu-gcc-15 (Ubuntu 15.2.0-4ubuntu4) 15.2.0, "
+                         "GNU ld (GNU Binutils for Ubuntu) 2.45) #5-Ubuntu SMP PREEMPT_DYNAMIC "
+                         "Tue Oct  7 09:41:20 UTC 2025\n"),
+        "proc/sys/kernel/osrelease": f"{release}\n",
+        f"{paths.CPU}/online": f"0-{hw.CPUS - 1}\n",
+        f"{paths.CPU}/possible": f"0-{hw.CPUS - 1}\n",
+        f"{paths.CPU}/present": f"0-{hw.CPUS - 1}\n",
+        "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/type": "Mains\n",
+        "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/online": "1\n",
+    }
 
 # Kernel modules of the installed kernel. CHOSEN: a representative part of an Ubuntu generic
 # kernel's modules.builtin; ttm and amdgpu are modules there (not built in), so their options
 # can come from modprobe.d (spec §4.2). The .ko.zst files are empty markers.
-_MODULES = f"lib/modules/{_KERNEL}"
 _BUILTIN = ("kernel/drivers/acpi/ac.ko", "kernel/drivers/acpi/battery.ko",
             "kernel/drivers/acpi/button.ko", "kernel/drivers/acpi/fan.ko",
             "kernel/drivers/acpi/processor.ko", "kernel/drivers/acpi/thermal.ko",
@@ -106,11 +105,15 @@ _BUILTIN = ("kernel/drivers/acpi/ac.ko", "kernel/drivers/acpi/battery.ko",
             "kernel/drivers/tty/serial/8250/8250.ko", "kernel/fs/ext4/ext4.ko",
             "kernel/fs/fuse/fuse.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/mbcache.ko",
             "kernel/net/unix/unix.ko")
-_MODULE_FILES = {
-    f"{_MODULES}/modules.builtin": "".join(f"{m}\n" for m in _BUILTIN),
-    f"{_MODULES}/kernel/drivers/gpu/drm/ttm/ttm.ko.zst": "",
-    f"{_MODULES}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko.zst": "",
-}
+
+
+def _module_files(release: str) -> dict[str, str]:
+    modules = f"lib/modules/{release}"
+    return {
+        f"{modules}/modules.builtin": "".join(f"{m}\n" for m in _BUILTIN),
+        f"{modules}/kernel/drivers/gpu/drm/ttm/ttm.ko.zst": "",
+        f"{modules}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko.zst": "",
+    }
 
 # KFD topology (drivers/gpu/drm/amd/amdkfd/kfd_topology.c node_show order). gfx_target_version,
 # vendor/device, location_id (bus 0xc3 << 8 | devfn 0) and the 80 SIMDs are REAL; the rest
@@ -221,20 +224,28 @@ def _clear_config(root: str) -> None:
                 os.unlink(entry.path)
 
 
-def lay_out(root: str, scenario: str = "reference", *, force: bool = False) -> None:
+def lay_out(root: str, scenario: str = "reference", *, force: bool = False,
+            kernel: str = kversion.DEFAULT) -> None:
     """Create (or reset) the simulated machine in directory `root` in state `scenario`
-    ("reference": the snapshot's moment, "idle": an idle machine). Resetting an earlier
+    ("reference": the snapshot's moment, "idle": an idle machine), running Linux `kernel`
+    ("X.Y"; the drivers answer as that version does, see kversion.py). Resetting an earlier
     simulated machine also empties its etc/modprobe.d, as the laid-out machine has none.
 
     Raises FileExistsError for a non-empty directory that holds no simulated machine unless
-    `force`, ValueError for an unknown scenario or for "/".
+    `force`, ValueError for an unknown scenario, an unmodelled kernel version or for "/".
     """
-    state = scenarios.initial_state(scenario)
+    state = scenarios.initial_state(scenario, kernel)
+    release = kversion.release(state["kernel"])
     _check_target(root, force)
     if os.path.isdir(os.path.join(root, SIM_MARKER)):
         _clear_config(root)  # a reset forgets boot-time configuration too
 
-    static = {**_DEVICE_FILES, **_SYSTEM_FILES, **_kfd_files(), **_cpu_files(), **_MODULE_FILES,
+    if os.path.isdir(os.path.join(root, SIM_MARKER)) and \
+            os.path.isdir(os.path.join(root, "lib/modules")):   # an earlier machine's kernel
+        import shutil
+        shutil.rmtree(os.path.join(root, "lib/modules"))
+    static = {**_DEVICE_FILES, **_system_files(release), **_kfd_files(), **_cpu_files(),
+              **_module_files(release),
               paths.BOOT_ID: f"{uuid.uuid4()}\n"}
     dirs = {os.path.dirname(rel) for rel in static} | {SIM_MARKER, paths.MODPROBE_D}
     dirs |= {os.path.dirname(rel) for rel in publish.render(state)}
@@ -248,8 +259,7 @@ def lay_out(root: str, scenario: str = "reference", *, force: bool = False) -> N
 
     open(os.path.join(root, paths.WRITES_LOG), "w").close()
     with store.locked(root):
-        store.save_state(root, state)
-        publish.publish(root, state)
+        store.commit(root, state)
     os.chmod(os.path.join(root, paths.GTTSIZE), 0o600)  # amdgpu_drv.c: module_param 0600
     script = os.path.join(root, paths.RYZENADJ)
     store.put(root, paths.RYZENADJ, _ryzenadj_script())

@@ -161,3 +161,26 @@ def test_lay_out_guards_its_target(tmp_path):
     assert (stranger / "keep.txt").read_text() == "mine"
     with pytest.raises(ValueError):
         lay_out(str(tmp_path / "x"), "unknown-scenario")
+
+
+def test_the_kernel_version_is_chosen_at_lay_out(tmp_path):
+    from halotune.sim import kversion
+    from halotune.sim.reboot import reboot
+
+    root = str(tmp_path / "m")
+    lay_out(root, kernel="6.12")
+    with open(os.path.join(root, "proc/sys/kernel/osrelease")) as f:
+        assert f.read() == "6.12.0-1-generic\n"
+    assert os.path.isdir(os.path.join(root, "lib/modules/6.12.0-1-generic"))
+    assert store.load_state(root)["kernel"] == "6.12"
+    reboot(root)                                   # a reboot runs the same kernel again
+    assert store.load_state(root)["kernel"] == "6.12"
+    lay_out(root)                                  # the default: the reference snapshot's 6.17
+    assert store.load_state(root)["kernel"] == kversion.DEFAULT
+    assert sorted(os.listdir(os.path.join(root, "lib/modules"))) == ["6.17.0-5-generic"]
+
+
+@pytest.mark.parametrize("bad", ["6.5", "7", "six.twelve", "6.99"])
+def test_an_unmodelled_kernel_version_is_refused(tmp_path, bad):
+    with pytest.raises(ValueError, match="is not modelled"):
+        lay_out(str(tmp_path / "m"), kernel=bad)
