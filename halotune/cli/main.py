@@ -56,14 +56,39 @@ def _command_word(argv: list[str]) -> str | None:
     return None
 
 
+class _OneVerb:
+    """Stands in for the subparsers action: builds the full parser of the verb being run and a
+    bare entry (name and help line, for `halotune --help`) for every other verb. argparse spends
+    ~1 ms per option on help strings and gettext look-ups, which `status --json` would
+    otherwise pay for all two dozen verbs."""
+
+    def __init__(self, sub, word: str | None):
+        self._sub, self._word = sub, word
+
+    def add_parser(self, name: str, **kw):
+        if self._word is None or name == self._word:
+            return self._sub.add_parser(name, **kw)
+        self._sub.add_parser(name, **({"help": kw["help"]} if "help" in kw else {}))
+        return _Unbuilt()
+
+
+class _Unbuilt:
+    """A parser not being built: every add_argument/add_subparsers/add_parser call is a no-op."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: self
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    word = _command_word(sys.argv[1:] if argv is None else argv)
     p = _Parser(prog="halotune",
                 description="Telemetry, tuning and LLM validation for AMD Strix Halo machines.",
                 epilog="Exit codes: 0 ok, 1 warnings under --strict, 2 not ready or failed, "
                        "3 no AMD GPU found, 4 permission denied, 64 usage error.")
     p.add_argument("--version", action="version", version=f"halotune {__version__}")
     _common(p)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = _OneVerb(subparsers, word)
 
     st = sub.add_parser("status", help="show the live state of the machine",
                         description="Show GPU, memory, power and CPU state. One snapshot with "
@@ -146,13 +171,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dm.add_argument("--check-config", action="store_true",
                     help="validate the configuration file and exit")
 
-    word = _command_word(sys.argv[1:] if argv is None else argv)
     for verb, text in _PLUGIN_VERBS.items():
         if verb == word:
             import importlib
-            importlib.import_module(f"halotune.cli.{verb}").add_parser(sub, _common)
+            importlib.import_module(f"halotune.cli.{verb}").add_parser(subparsers, _common)
         else:
-            _common(sub.add_parser(verb, help=text))
+            _common(subparsers.add_parser(verb, help=text))
     return p
 
 
@@ -228,7 +252,8 @@ def _tuning_parsers(sub) -> None:
     _common(cf)
     _state(cf)
 
-    rv = sub.add_parser("_revert-unconfirmed", help=argparse.SUPPRESS)
+    # No help= at all: argparse (< 3.13) lists a sub-command given help=SUPPRESS as "==SUPPRESS==".
+    rv = sub.add_parser("_revert-unconfirmed")
     _common(rv)
     rv.add_argument("--deadline", type=float, required=True)
     _state(rv)

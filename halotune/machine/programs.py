@@ -11,7 +11,6 @@ are fixed argument vectors, never a shell.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 
@@ -71,6 +70,8 @@ class Programs:
             if os.geteuid() == 0:
                 out += [os.path.join(d, name) for d in SYSTEM_DIRS]
             else:
+                import shutil  # off the status path: only a non-root user's PATH look-up
+
                 found = shutil.which(name)
                 if found:
                     out.append(found)

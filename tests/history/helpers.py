@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 
@@ -26,38 +25,14 @@ FIXTURE_JSONL = os.path.join(FIXTURES, "llama-bench", "llama-bench-0c1e570-cpu.j
 FIXTURE_MD = os.path.join(FIXTURES, "llama-bench", "llama-bench-0c1e570-cpu.md")
 
 
-def _parser():
-    from halotune.cli import main as m
-
-    p = m.build_parser()
-    verbs = next(a for a in p._actions if a.dest == "command").choices
-    if "history" in verbs and "bench" in verbs:
-        return p, True
-    # Not wired into main.py yet: the same parser main.py builds, plus the two verbs.
-    from halotune.cli import bench, history
-
-    p = m._Parser(prog="halotune")
-    m._common(p)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=m._Parser)
-    bench.add_parser(sub, m._common)
-    history.add_parser(sub, m._common)
-    return p, False
-
-
 def cli(*args) -> CliResult:
+    """Run `halotune ARGS...` in-process through the real command line."""
     from halotune.cli import main as m
 
     out, err = io.StringIO(), io.StringIO()
-    args = [str(a) for a in args]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        parser, wired = _parser()
         try:
-            if wired:
-                rc = m.main(args)
-            else:
-                ns = parser.parse_args(args)
-                ns.root = getattr(ns, "root", None) or os.environ.get("HALOTUNE_ROOT") or "/"
-                rc = importlib.import_module(f"halotune.cli.{ns.command}").run(ns)
+            rc = m.main([str(a) for a in args])
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else 64
     return CliResult(rc, out.getvalue(), err.getvalue())
