@@ -472,17 +472,91 @@ def _check_host(host: str, allow_remote: bool) -> None:
         f"reverse proxy")
 
 
+# A scrape is one small request answered from memory: these bound what any local process
+# (the port is open to every user, see docs/api.md) can hold of the daemon through it.
+SCRAPE_WORKERS = 4          # requests served at once
+SCRAPE_TIMEOUT_S = 5.0      # to send the request, and per read/write while served
+MAX_WAITING = 64            # accepted connections that have not sent their request yet
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Requests go to the debug log, not stderr: a 15 s scrape would flood the journal."""
+
+    timeout = SCRAPE_TIMEOUT_S    # socket timeout of each accepted connection (slowloris)
 
     def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 (base-class name)
         log.debug("metrics %s - %s", self.address_string(), format % args)
 
 
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    """Thread per scrape, so one slow client cannot stall Prometheus' next scrape."""
+class _Server(WSGIServer):
+    """Serves each scrape from a fixed pool of SCRAPE_WORKERS threads, once its request has
+    arrived. Accepted connections wait in a selector until they send something; at most
+    MAX_WAITING wait (a new one evicts the oldest) and none longer than SCRAPE_TIMEOUT_S. A
+    thread per connection let one local user open 900 threads and take the daemon to its
+    descriptor limit; idle connections no longer hold a thread, nor delay a scrape."""
 
-    daemon_threads = True       # a hung client must not keep the daemon from exiting
+    request_queue_size = 128    # listen backlog: a burst of connects is not dropped (5 before)
+
+    def __init__(self, *args, **kwargs):
+        import selectors
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(SCRAPE_WORKERS, thread_name_prefix="halotune-scrape")
+        self._selector = selectors.DefaultSelector()
+        self._waiting: dict[socket.socket, float] = {}     # connection -> deadline, in order
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        super().__init__(*args, **kwargs)
+        self._watcher = threading.Thread(target=self._watch, name="halotune-scrape-wait",
+                                         daemon=True)
+        self._watcher.start()
+
+    def process_request(self, request, client_address) -> None:
+        import selectors
+        import time
+
+        request.setblocking(False)
+        with self._lock:
+            if len(self._waiting) >= MAX_WAITING:
+                oldest = next(iter(self._waiting))
+                self._forget(oldest)
+                self.shutdown_request(oldest)
+            self._waiting[request] = time.monotonic() + SCRAPE_TIMEOUT_S
+            self._selector.register(request, selectors.EVENT_READ, client_address)
+
+    def _forget(self, request) -> None:
+        del self._waiting[request]
+        self._selector.unregister(request)
+
+    def _watch(self) -> None:
+        import time
+
+        while not self._closed.is_set():
+            ready = self._selector.select(timeout=0.25) if self._waiting else ()
+            if not ready:
+                self._closed.wait(0.05 if not self._waiting else 0)
+            now = time.monotonic()
+            with self._lock:
+                for key, _events in ready:
+                    if key.fileobj in self._waiting:
+                        self._forget(key.fileobj)
+                        key.fileobj.setblocking(True)
+                        self._pool.submit(self._serve_one, key.fileobj, key.data)
+                for request, deadline in list(self._waiting.items()):
+                    if deadline <= now:
+                        self._forget(request)
+                        self.shutdown_request(request)
+
+    def _serve_one(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - a broken client must not end the worker
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("metrics: request from %s failed", client_address, exc_info=True)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(host): a reverse DNS lookup that can hang
@@ -491,6 +565,17 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), port
         self.setup_environ()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._closed.set()
+        self._watcher.join(2)
+        with self._lock:
+            for request in list(self._waiting):
+                self._forget(request)
+                self.shutdown_request(request)
+        self._selector.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Server6(_Server):

@@ -17,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -450,3 +451,26 @@ def test_dashboard_is_importable():
         if p["type"] != "row":            # every query goes to the chosen data source
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
             assert p["targets"], p["title"]
+
+
+def test_idle_connections_cannot_take_a_thread_each_or_stall_a_scrape(ref_snapshot):
+    # An outsider (the port is open to every local user) opens 300 connections and sends
+    # nothing: no thread is started for them, at most MAX_WAITING are kept (the oldest are
+    # closed first), each is closed after its timeout, and Prometheus' scrape is answered.
+    from halotune.daemon import exporter
+
+    with MetricsServer(state(ref_snapshot), "127.0.0.1", 0) as server:
+        port = server.address[1]
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(300)]
+        try:
+            status, _ctype, body = get(f"http://127.0.0.1:{port}/metrics")
+            assert status == 200 and "halotune_up 1" in body
+            assert threading.active_count() - before <= exporter.SCRAPE_WORKERS
+            idle[0].settimeout(exporter.SCRAPE_TIMEOUT_S * 4)
+            assert idle[0].recv(1) == b""              # evicted: closed by the server
+            idle[-1].settimeout(exporter.SCRAPE_TIMEOUT_S * 4)
+            assert idle[-1].recv(1) == b""             # timed out: closed by the server
+        finally:
+            for s in idle:
+                s.close()
