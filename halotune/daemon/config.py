@@ -32,6 +32,10 @@ class ApiSection(_Strict):
     socket: str = DEFAULT_SOCKET
     socket_group: str | None = "halotune"
     admin_group: str | None = None
+    # What readers may hold of the daemon (root and the admin group have a reserve beyond).
+    max_connections: int = Field(256, ge=4, le=4096)
+    max_connections_per_user: int = Field(16, ge=1, le=1024)
+    idle_timeout_s: float = Field(300.0, ge=1, le=86400)
 
 
 class MetricsSection(_Strict):

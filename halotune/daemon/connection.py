@@ -1,8 +1,11 @@
 """One API client connection: an ordered outgoing queue shared by answers and stream lines.
 
-Answers are never dropped. Stream lines (snapshots, events) are bounded: a subscriber with
-STREAM_BACKLOG unsent lines cannot keep up; it gets one `dropped: N` line and is closed, so a
-slow client never holds memory or delays the others.
+Answers are never dropped, but bounded: with more than MAX_QUEUED_BYTES of answers unsent the
+server reads no further request from the client until they drain (a client pipelining
+megabytes of requests without reading grew the daemon by 700 MB before), and closes it if
+they do not drain within DRAIN_TIMEOUT_S. Stream lines (snapshots, events) are bounded too: a
+subscriber with STREAM_BACKLOG unsent lines cannot keep up; it gets one `dropped: N` line and
+is closed, so a slow client never holds memory or delays the others.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import math
 
 STREAM_BACKLOG = 64
+MAX_QUEUED_BYTES = 1 << 20  # unsent answers beyond which requests are not read
 DRAIN_TIMEOUT_S = 60.0      # a peer that reads nothing for this long is gone
 FLUSH_TIMEOUT_S = 10.0      # after the dropped marker, time to read what was already sent
 
@@ -45,10 +49,30 @@ class Connection:
         self.last_sent = 0.0
         self.closing = False
         self.holds: set[str] = set()
+        self.queued_bytes = 0                  # answers queued, not yet given to the socket
+        self._below = asyncio.Event()
+        self._below.set()
 
     def answer(self, msg: dict) -> None:
         if not self.closing:
-            self.out.put_nowait((False, encode(msg)))
+            data = encode(msg)
+            self.queued_bytes += len(data)
+            if self.queued_bytes > MAX_QUEUED_BYTES:
+                self._below.clear()
+            self.out.put_nowait((False, data))
+
+    async def drained(self) -> bool:
+        """Wait while more than MAX_QUEUED_BYTES of answers are unsent; False (and the
+        connection closed) when the client does not read them within DRAIN_TIMEOUT_S."""
+        if self._below.is_set() or self.closing:
+            return not self.closing
+        try:
+            await asyncio.wait_for(self._below.wait(), DRAIN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.writer.transport.abort()
+            self.close()
+            return False
+        return not self.closing
 
     def stream(self, line: bytes) -> None:
         """Queue a stream line. With STREAM_BACKLOG lines unsent the subscriber cannot keep
@@ -84,12 +108,17 @@ class Connection:
                     break
                 if is_stream:
                     self.stream_pending -= 1
+                else:
+                    self.queued_bytes -= len(data)
+                    if self.queued_bytes <= MAX_QUEUED_BYTES // 2:
+                        self._below.set()
                 self.writer.write(data)
                 await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             self.writer.transport.abort()
         finally:
             self.closing = True
+            self._below.set()
             if not self.writer.is_closing():
                 self.writer.close()
 

@@ -1,13 +1,23 @@
-"""The API socket: framing, limits, authorisation, dispatch (protocol in docs/api.md)."""
+"""The API socket: framing, limits, authorisation, dispatch (protocol in docs/api.md).
+
+The daemon runs as root and its socket is open to a group of readers, so what one client may
+hold is bounded: connections in total and per user (root and the admin group keep a reserve
+beyond both, so a reader holding every slot cannot lock them out), the time a connection may
+sit idle or take to finish a request line, and the answers queued for a client that does not
+read them (reading stops until they drain). Failed accepts (EMFILE) are logged once a minute.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import json
 import logging
 import os
+import resource
 import socket
+import time
 
 from halotune.daemon.connection import Connection
 from halotune.machine.peers import Peer, group_id, peer_of
@@ -15,6 +25,8 @@ from halotune.machine.peers import Peer, group_id, peer_of
 log = logging.getLogger("halotune.daemon")
 
 MAX_REQUEST = 64 * 1024
+PRIVILEGED_RESERVE = 32           # connections only root and the admin group may use
+FD_HEADROOM = 64                  # descriptors kept for the journal, sysfs, programs, logs
 READ_METHODS = {"hello", "status", "subscribe", "unsubscribe", "history", "profiles", "verify",
                 "events", "record"}
 MUTATING_METHODS = {"apply", "rollback", "confirm", "hold", "release", "validate"}
@@ -29,18 +41,33 @@ class ApiError(Exception):
 class Server:
     """Accepts connections and hands each request to `handlers` (the Daemon)."""
 
-    def __init__(self, handlers, path: str, socket_group: str | None, admin_group: str | None):
+    def __init__(self, handlers, path: str, api):
+        """`api`: the [api] configuration (groups, connection limits, idle timeout)."""
         self.handlers = handlers
         self.path = path
-        self.socket_gid = group_id(socket_group)
-        self.admin_gid = group_id(admin_group)
-        self.socket_group, self.admin_group = socket_group, admin_group
+        self.socket_gid = group_id(api.socket_group)
+        self.admin_gid = group_id(api.admin_group)
+        self.socket_group, self.admin_group = api.socket_group, api.admin_group
+        self.max_per_user = api.max_connections_per_user
+        self.idle_timeout_s = api.idle_timeout_s
+        # Every connection is a descriptor: the total must fit the process's limit (systemd's
+        # default soft limit is 1024; the unit raises it), with the reserve on top.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        budget = (soft if soft != resource.RLIM_INFINITY else 65536) - FD_HEADROOM
+        self.max_connections = max(1, min(api.max_connections, budget - PRIVILEGED_RESERVE))
         self.connections: set[Connection] = set()
+        self._per_uid: collections.Counter[int] = collections.Counter()
+        self._unprivileged = 0
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._accept_errors = 0
+        self._accept_logged = 0.0
 
     # --- socket lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._default_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         _claim_socket_path(self.path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         old = os.umask(0o117)     # the socket is born 0660: never briefly world-connectable
@@ -71,6 +98,24 @@ class Server:
         except OSError:
             pass
 
+    def _loop_exception(self, loop, context: dict) -> None:
+        """asyncio logs a failed accept (EMFILE, ENFILE) with a traceback each time it retries:
+        gigabytes of log in minutes when the descriptors run out. Once a minute is enough."""
+        if "out of system resource" in str(context.get("message", "")):
+            self._accept_errors += 1
+            now = time.monotonic()
+            if now - self._accept_logged >= 60:
+                self._accept_logged = now
+                log.error("cannot accept API connections: %s (%d time(s) in the last minute; "
+                          "%d connections open)", context.get("exception"),
+                          self._accept_errors, len(self.connections))
+                self._accept_errors = 0
+            return
+        if self._default_handler is not None:
+            self._default_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
     # --- authorisation ---------------------------------------------------------------------------
     def may_read(self, peer: Peer) -> bool:
         return (peer.uid in (0, os.geteuid())
@@ -82,6 +127,19 @@ class Server:
             self.admin_gid is not None and self.admin_gid in peer.groups)
 
     # --- one connection --------------------------------------------------------------------------
+    def _admit(self, peer: Peer) -> str | None:
+        """Why this connection is refused (None: admitted)."""
+        if self.may_mutate(peer):
+            if len(self.connections) >= self.max_connections + PRIVILEGED_RESERVE:
+                return f"too many connections ({len(self.connections)} open)"
+            return None
+        if self._per_uid[peer.uid] >= self.max_per_user:
+            return (f"too many connections from uid {peer.uid} ({self.max_per_user} at most "
+                    "per user); close some")
+        if self._unprivileged >= self.max_connections:
+            return f"too many connections ({self.max_connections} at most); try again later"
+        return None
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         try:
@@ -89,6 +147,16 @@ class Server:
         except OSError:
             writer.close()
             return
+        refusal = self._admit(peer)
+        if refusal:
+            self.handlers.events.refused(peer, "connect", refusal)
+            writer.write(json.dumps(_error(None, "EBUSY", refusal)).encode() + b"\n")
+            writer.close()
+            return
+        privileged = self.may_mutate(peer)
+        if not privileged:
+            self._per_uid[peer.uid] += 1
+            self._unprivileged += 1
         conn = Connection(reader, writer, peer)
         self.connections.add(conn)
         task = asyncio.current_task()
@@ -97,8 +165,16 @@ class Server:
         writer_task = asyncio.create_task(conn.writer_loop())
         try:
             while not conn.closing:
+                # Subscribers and holders wait for the daemon, not the other way round.
+                idle = None if (conn.sub_interval or conn.sub_events or conn.holds) \
+                    else self.idle_timeout_s
                 try:
-                    line = await reader.readuntil(b"\n")
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), idle)
+                except asyncio.TimeoutError:
+                    conn.answer(_error(None, "ETIMEDOUT", f"no complete request for "
+                                       f"{self.idle_timeout_s:g} s: connection closed"))
+                    conn.close()
+                    break
                 except asyncio.LimitOverrunError:
                     conn.answer(_error(None, "E2BIG", f"request over {MAX_REQUEST} bytes"))
                     conn.close()
@@ -110,8 +186,16 @@ class Server:
                     conn.close()
                     break
                 await self._handle_line(conn, line)
+                # Answers the client has not read: read no more requests until they drain.
+                if not await conn.drained():
+                    break
         finally:
             self.connections.discard(conn)
+            if not privileged:
+                self._per_uid[peer.uid] -= 1
+                if not self._per_uid[peer.uid]:
+                    del self._per_uid[peer.uid]
+                self._unprivileged -= 1
             conn.close()
             await self.handlers.disconnected(conn)
             try:
@@ -148,7 +232,7 @@ class Server:
             who = f"uid {conn.peer.uid} ({conn.peer.user}), pid {conn.peer.pid}"
             need = (f"root or membership of group {self.admin_group}" if self.admin_group
                     else "root") if method in MUTATING_METHODS else f"group {self.socket_group}"
-            self.handlers.events.add("auth", f"refused {method} from {who}")
+            self.handlers.events.refused(conn.peer, method, f"needs {need}")
             conn.answer(_error(rid, "EPERM", f"{method} needs {need} ({who})"))
             return
         try:

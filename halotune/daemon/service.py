@@ -49,7 +49,7 @@ class Daemon:
         self.fs = RootFS(root)
         self.events = EventLog()
         self.history = History(config.daemon.history_s, MIN_INTERVAL_S)
-        self.server = Server(self, socket_path, config.api.socket_group, config.api.admin_group)
+        self.server = Server(self, socket_path, config.api)
         self.latest = None
         self.latest_line: bytes | None = None
         self.holds: dict[str, dict] = {}
