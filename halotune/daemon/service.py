@@ -138,8 +138,13 @@ class Daemon:
             journal = StateDir(self.state_dir).load(self.fs.root)
             active = journal.active
             self.active_profile = active["profile"] if active else None
+            # For the thermal guard resuming its ceiling after a restart (rules/thermal.py).
+            self.active_targets = dict(active.get("targets", {})) if active else {}
+            self.original_tdp = {k: e.get("state") for k, e in journal.baseline.items()
+                                 if k.startswith("power.") and isinstance(e, dict)}
         except Exception:  # noqa: BLE001
             self.active_profile = None
+            self.active_targets, self.original_tdp = {}, {}
 
     async def _shutdown(self) -> None:
         if self.config.daemon.restore_on_exit and self.active_profile and not system_stopping():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from halotune.sim.animate import Animator
@@ -57,9 +59,41 @@ def test_hot_machine_without_a_profile_caps_its_own_limits(start_daemon, hot_mac
     wait_for(lambda: tdp_limits(hot_machine) == {"stapm": 120.0, "fast": 120.0, "slow": 120.0},
              8, what="the capped fast limit")
     wait_for(lambda: d.profile() == "stock+thermal-120w", 5, what="the capped machine")
-    import time
-    time.sleep(1.5)                                   # no flapping between capped and not
+    # Still hot one `seconds` later, at the floor: the guard says so and keeps the ceiling,
+    # with no switch back to the uncapped machine in between (no flapping).
+    wait_for(lambda: len(d.events("apply")) == 2, 8, what="both steps applied")
+    d.wait_event(lambda e: "floor" in e["message"], 8, "the floor event")
     assert d.profile() == "stock+thermal-120w"
     applies = d.events("apply")
     assert len(applies) == 2 and not d.events("rollback")
     assert all("thermal guard" in e["message"] for e in applies)
+
+
+def test_a_restart_under_the_ceiling_resumes_it_and_releases_it_in_steps(start_daemon,
+                                                                          hot_machine):
+    # Issue 15: after a crash with the guard's profile applied, the restarted daemon took it
+    # for a manual apply (which outranks the guard) and kept the ceiling forever.
+    config = CONFIG.replace('default_profile = "llm-max"', "").replace("min_w = 110",
+                                                                       "min_w = 100")
+    d = start_daemon(config)
+    wait_for(lambda: d.profile() == "stock+thermal-100w", 15, what="two steps down")
+    d.stop(signal.SIGKILL)
+    anim = Animator(hot_machine, interval=0.25)
+    anim.set_load(0.0)                                # idle: the machine cools down
+    again = start_daemon(config, state_dir=d.state_dir, socket=d.socket)
+    again.wait_event(lambda e: "resuming the ceiling" in e["message"], 10, "the resume")
+    assert not [e for e in again.events() if e["kind"] == "rule"
+                and e["message"].startswith("stock+thermal")]
+    wait_for(lambda: again.profile() is None, 60, 0.2, "the release")
+    events = again.events()
+    start = next(i for i, e in enumerate(events) if "stepping the TDP back up" in e["message"])
+    ups = [e["data"] for e in events[start:] if e["kind"] == "rule" and "->" in e["message"]]
+    # In stages of step_w, each raising the limits, not one jump back to the machine's own.
+    assert len(ups) >= 2, ups
+    for step in ups:
+        assert all(0 < step["after"][k] - step["before"][k] <= 10 for k in step["after"]
+                   if step["after"][k] != step["before"][k]), step
+        assert any(step["after"][k] > step["before"][k] for k in step["after"]), step
+    assert ups[-1]["after"] == {"power.stapm_w": 120.0, "power.slow_w": 120.0,
+                                "power.fast_w": 140.0}
+    assert tdp_limits(hot_machine) == {"stapm": 120.0, "fast": 140.0, "slow": 120.0}

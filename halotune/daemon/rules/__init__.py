@@ -34,7 +34,8 @@ from halotune.daemon.rules.power import PowerRule
 from halotune.daemon.rules.process import ProcessRules
 from halotune.daemon.rules.resume import ResumeRule
 from halotune.daemon.rules.sources import Sources
-from halotune.daemon.rules.thermal import ThermalGuard, machine_tdp, tdp_of
+from halotune.daemon.rules.thermal import (TDP_KEYS, ThermalGuard, machine_tdp, split_name,
+                                           tdp_of)
 
 log = logging.getLogger("halotune.daemon.rules")
 
@@ -77,7 +78,15 @@ class Rules:
         self._effective = None                    # the ResolvedProfile the rules applied last
         active = daemon.active_profile
         self._seen_active = active
-        if active is not None and active != self.default:
+        base, capped = split_name(active)
+        if capped:
+            # The guard's own profile, found at start: the guard resumes it; not manual.
+            targets = getattr(daemon, "active_targets", {}) or {}
+            cap = {k: float(v) for k, v in targets.items()
+                   if k in TDP_KEYS and isinstance(v, (int, float))}
+            self.thermal.resume(cap, getattr(daemon, "original_tdp", None))
+            self.applied = Target(base, None, tuple(sorted(cap.items())) or None)
+        elif active is not None and active != self.default:
             self.manual = active                  # applied before the daemon started
             self.applied = Target(active, "manual")
         else:
@@ -189,6 +198,10 @@ class Rules:
             values = tdp_of(base, machine)
             if values:
                 self.thermal.step(values, now, live)
+        elif self.thermal.release_due(now):
+            values = tdp_of(base, machine)
+            if values:
+                self.thermal.step_up(values, now)
         eff = self.thermal.overlay(base, machine)
         cap = None
         if eff is not None:

@@ -4,9 +4,14 @@ An override on top of whichever profile wins below it (process rule, power sourc
 a ceiling per TDP key, applied by writing a synthetic profile derived from the base one (its
 TDP values capped) through the engine, so the journal keeps the originals as for any apply.
 Each further `seconds` above the limit steps down again, never below min_w (nor the platform's
-cTDP minimum). After RELEASE_FACTOR x `seconds` below limit_c - HYSTERESIS_C the ceiling goes
-and the base profile's limits come back. A manual apply outranks the guard: it does not act
-then.
+cTDP minimum). After RELEASE_FACTOR x `seconds` below limit_c - HYSTERESIS_C the ceiling is
+raised again by step_w every `seconds`, until the base profile's limits are back: in stages,
+as it came down, so a machine at the edge does not saw between full TDP and the ceiling. A
+manual apply outranks the guard: it does not act then.
+
+The guard's profile is named `BASE+thermal-NNw`: a daemon restarted while one is applied (a
+crash, an upgrade) resumes the guard from it (`resume`) instead of taking it for a manual
+apply, which would keep the ceiling forever.
 
 The temperature is the hottest of the GPU's edge/hotspot/SoC sensors and the CPU cores
 (one die: the GPU and the cores share the cooler).
@@ -23,6 +28,16 @@ RELEASE_FACTOR = 4.0
 TDP_KEYS = ("power.stapm_w", "power.slow_w", "power.fast_w")
 SNAPSHOT_KEYS = {"power.stapm_w": "stapm_limit_w", "power.slow_w": "slow_limit_w",
                  "power.fast_w": "fast_limit_w"}
+TAG = "+thermal-"
+
+
+def split_name(name: str | None) -> tuple[str | None, bool]:
+    """("llm-max", True) for the guard's "llm-max+thermal-110w"; ("stock+thermal-...") is the
+    machine's own limits capped: (None, True). Profile files cannot be named with a "+"."""
+    if not name or TAG not in name:
+        return name, False
+    base = name.split(TAG, 1)[0]
+    return (None if base == "stock" else base), True
 
 
 def hottest(snap) -> float | None:
@@ -48,6 +63,7 @@ class ThermalGuard:
         self._cool_since: float | None = None
         self._last_step: float | None = None
         self._floor_noted = False
+        self._releasing = False
 
     @property
     def enabled(self) -> bool:
@@ -65,6 +81,7 @@ class ThermalGuard:
             return
         if t > self.config.limit_c:
             self._cool_since = None
+            self._releasing = False
             if self._hot_since is None:
                 self._hot_since = now
         else:
@@ -74,15 +91,46 @@ class ThermalGuard:
                     self._cool_since = now
             else:
                 self._cool_since = None
-        if (self.cap is not None and self._cool_since is not None
+        if (self.cap is not None and not self._releasing and self._cool_since is not None
                 and now - self._cool_since >= RELEASE_FACTOR * self.config.seconds):
+            self._releasing = True
+            self._last_step = None
+            cool = self.config.limit_c - HYSTERESIS_C
+            self.rules.fire("thermal", f"thermal guard: below {cool:g} °C for "
+                            f"{now - self._cool_since:.0f} s: stepping the TDP back up, "
+                            f"{self.config.step_w:g} W every {self.config.seconds:g} s")
+
+    def release_due(self, now: float) -> bool:
+        """Cool for long enough, and the last step up (if any) had its time to show."""
+        return (self._releasing and self.cap is not None and self._cool_since is not None
+                and (self._last_step is None or now - self._last_step >= self.config.seconds))
+
+    def step_up(self, base: dict[str, float], now: float) -> None:
+        """Raise the ceiling one step towards `base` (the winning profile's TDP values); at
+        `base` the ceiling is gone."""
+        self._last_step = now
+        current = {k: min(v, self.cap.get(k, v)) for k, v in base.items()}
+        new = {k: min(base[k], v + self.config.step_w) for k, v in current.items()}
+        if all(new[k] >= base[k] - 0.5 for k in new):
             self.cap = None
             self.machine_base = None
             self._last_step = None
             self._floor_noted = False
-            cool = self.config.limit_c - HYSTERESIS_C
-            self.rules.fire("thermal", f"thermal guard: below {cool:g} °C for "
-                            f"{now - self._cool_since:.0f} s: the profile's TDP limits come back")
+            self._releasing = False
+            self.rules.fire("thermal", f"thermal guard: TDP {_show(current)} -> {_show(new)}: "
+                            "the profile's TDP limits are back", before=current, after=new)
+            return
+        self.cap = {**self.cap, **new}
+        self.rules.fire("thermal", f"thermal guard: still cool: TDP {_show(current)} -> "
+                        f"{_show(new)} (step {self.config.step_w:g} W)", before=current, after=new)
+
+    def resume(self, cap: dict[str, float], machine_base: dict[str, float] | None) -> None:
+        """Take over a ceiling found applied at start (the daemon was restarted under it)."""
+        self.cap = dict(cap) or None
+        self.machine_base = dict(machine_base) if machine_base else None
+        if self.cap:
+            self.rules.fire("thermal", f"thermal guard: resuming the ceiling found applied "
+                            f"({_show(self.cap)}): it is released in steps once cool")
 
     def due(self, now: float) -> bool:
         """Hot for long enough, and the last step (if any) had its time to work."""
