@@ -52,11 +52,16 @@ class MetricsSection(_Strict):
         return v
 
 
+# Any local user can start a process with a matching name: a rule's profile stays at least
+# this long after the process exits, so start/exit loops cannot cycle apply and rollback.
+MIN_HOLD_S = 5.0
+
+
 class ProcessRule(_Strict):
     name: str = Field(min_length=1)
     match: list[str] = Field(min_length=1)          # process names (comm) or argv[0] basenames
     profile: str = Field(min_length=1)
-    hold_s: float = Field(30.0, ge=0, le=3600)      # keep the profile this long after exit
+    hold_s: float = Field(30.0, ge=MIN_HOLD_S, le=3600)   # keep the profile after the exit
 
 
 class PowerSourceRule(_Strict):
@@ -79,6 +84,9 @@ class DriftRule(_Strict):
 
 
 class RulesSection(_Strict):
+    # Rule-driven switches (process rules, AC power, the default profile) at least this far
+    # apart: a switch wanted sooner waits. Battery and the thermal guard are never delayed.
+    min_switch_interval_s: float = Field(10.0, ge=1, le=3600)
     process: list[ProcessRule] = Field(default_factory=list)
     power_source: PowerSourceRule = Field(default_factory=PowerSourceRule)
     thermal: ThermalRule = Field(default_factory=ThermalRule)

@@ -22,7 +22,8 @@ from .conftest import wait_for
 # --- arbitration -----------------------------------------------------------------------------
 
 def test_priority_order_is_the_issue_s():
-    assert PRIORITY == ("hold", "manual", "thermal", "process", "power", "default")
+    # Battery above the process rules (issue 15: anyone can start a matching process).
+    assert PRIORITY == ("hold", "manual", "thermal", "battery", "process", "power", "default")
 
 
 def test_arbitrate_picks_the_highest_priority():
@@ -259,5 +260,33 @@ def test_thermal_guard_timing_and_release():
     guard.update(_snap(80), 6.0)
     guard.update(_snap(80), 13.0)
     assert guard.cap is not None
-    guard.update(_snap(80), 14.0)                            # 8 s cool: the ceiling goes
-    assert guard.cap is None and "come back" in fired.events[-1][1]
+    guard.update(_snap(80), 14.0)                            # 8 s cool: release begins
+    assert "stepping the TDP back up" in fired.events[-1][1]
+    assert guard.release_due(14.0)
+    guard.step_up(values, 14.0)                              # one step of step_w gets there
+    assert guard.cap is None and "are back" in fired.events[-1][1]
+
+
+def test_thermal_guard_releases_in_steps_of_step_w():
+    fired = _Fired()
+    guard = ThermalGuard(fired, _ThermalCfg())               # 90 °C for 2 s, step 10 W
+    values = {"power.stapm_w": 120.0, "power.slow_w": 120.0, "power.fast_w": 140.0}
+    guard.update(_snap(95), 0.0)
+    guard.step(values, 2.0)
+    guard.update(_snap(95), 4.0)
+    guard.step(values, 4.0)
+    assert guard.cap == {"power.stapm_w": 100.0, "power.slow_w": 100.0, "power.fast_w": 120.0}
+    guard.update(_snap(80), 5.0)
+    guard.update(_snap(80), 13.0)                            # 8 s cool
+    assert guard.release_due(13.0)
+    guard.step_up(values, 13.0)
+    assert guard.cap == {"power.stapm_w": 110.0, "power.slow_w": 110.0, "power.fast_w": 130.0}
+    assert "still cool" in fired.events[-1][1]
+    assert not guard.release_due(14.0)                       # each step gets `seconds`
+    guard.update(_snap(95), 14.0)                            # hot again: release stops
+    assert not guard.release_due(15.0)
+    guard.update(_snap(80), 15.0)
+    guard.update(_snap(80), 23.0)
+    assert guard.release_due(23.0)
+    guard.step_up(values, 23.0)
+    assert guard.cap is None and "are back" in fired.events[-1][1]

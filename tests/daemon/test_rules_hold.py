@@ -8,11 +8,14 @@ import time
 from .conftest import wait_for
 
 RULE = """
+[rules]
+min_switch_interval_s = 1
+
 [[rules.process]]
 name = "llama"
 match = ["llama-server"]
 profile = "llm-max"
-hold_s = 0.5
+hold_s = 5      # the minimum (any local user can start a matching process)
 """
 
 

@@ -1,8 +1,9 @@
 """The daemon's rules: which profile the machine should have, and keeping it there.
 
 One arbitration model (arbitration.py) decides who wins: the effective target is the winning
-profile plus temporary overrides, by priority hold > manual apply > thermal guard > process
-rule > power source > default profile. While a hold is active nothing switches and drift is
+profile plus temporary overrides, by priority hold > manual apply > thermal guard > battery >
+process rule > AC power > default profile. Switches the rules make are rate-limited
+([rules] min_switch_interval_s), except going to battery and the thermal guard's steps. While a hold is active nothing switches and drift is
 not re-asserted. Each rule lives in its own module and reads its inputs through the event
 sources of halotune.machine (processes, power supply, uevents, clocks), polled at its own
 cadence from `on_sample`, which the daemon calls after every sample:
@@ -74,6 +75,9 @@ class Rules:
         self.manual: str | None = None            # a profile applied by hand: wins until rollback
         self._task: asyncio.Task | None = None
         self._failed: dict[tuple, float] = {}     # target key -> monotonic time to retry
+        self.min_switch_interval_s = cfg.min_switch_interval_s
+        self._last_switch: float | None = None    # monotonic time of the last rule switch
+        self._deferred: tuple | None = None       # target key whose wait was announced
         self._profiles: dict[str, tuple[float, object]] = {}
         self._effective = None                    # the ResolvedProfile the rules applied last
         active = daemon.active_profile
@@ -213,7 +217,7 @@ class Rules:
         if target.source == "manual":
             self.applied = target
         elif target.key != self.applied.key:
-            if self._failed.get(target.key, 0.0) <= now:
+            if self._failed.get(target.key, 0.0) <= now and not self._rate_limited(target, now):
                 return lambda: self._switch(target, win)
         elif target.source != self.applied.source:
             self.applied = target
@@ -223,6 +227,22 @@ class Rules:
         if self.daemon.active_profile and self.drift.due(now):
             return lambda: self.drift.check(time.monotonic())
         return None
+
+    def _rate_limited(self, target: Target, now: float) -> bool:
+        """A rule switch within min_switch_interval_s of the last one waits (one event says
+        so). Battery and thermal-guard changes (same profile, other ceiling) never wait."""
+        if (self._last_switch is None or target.source == "battery"
+                or target.profile == self.applied.profile
+                or now - self._last_switch >= self.min_switch_interval_s):
+            return False
+        if self._deferred != target.key:
+            self._deferred = target.key
+            wait = self.min_switch_interval_s - (now - self._last_switch)
+            self.fire("switch", f"switch to {target.profile or 'the original values'} waits "
+                      f"{wait:.0f} s: the rules switched {now - self._last_switch:.0f} s ago "
+                      f"(min_switch_interval_s = {self.min_switch_interval_s:g})",
+                      profile=target.profile)
+        return True
 
     async def _run(self, action) -> None:
         try:
@@ -287,6 +307,8 @@ class Rules:
         finally:
             self._seen_active = self.daemon.active_profile
         self.applied = target
+        self._last_switch = time.monotonic()
+        self._deferred = None
         self.drift.postpone(time.monotonic())
 
     async def reassert(self, why: str) -> None:

@@ -1,6 +1,10 @@
 """Who wins: one priority order for every source of a wanted profile.
 
-hold > manual apply > thermal guard > process rule > power source > default profile.
+hold > manual apply > thermal guard > battery > process rule > AC power > default profile.
+
+Battery ranks above the process rules because any local user can start a process a rule
+matches: that must never hold a high-power profile on battery. On mains the power-source rule
+ranks below them, as a baseline the process rules raise.
 
 A hold (taken by probe, validate and bench through the API) wins by freezing everything: no
 rule switches and drift is not re-asserted while it lasts. A manual apply (API/CLI) wins over
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PRIORITY = ("hold", "manual", "thermal", "process", "power", "default")
+PRIORITY = ("hold", "manual", "thermal", "battery", "process", "power", "default")
 RANK = {source: i for i, source in enumerate(PRIORITY)}
 
 

@@ -48,4 +48,6 @@ class PowerRule:
         name = self._profile(self.state)
         if not name:
             return None
-        return Candidate("power", name, f"power source: {self.state.label}")
+        # On battery it outranks the process rules (arbitration.py), on mains it does not.
+        return Candidate("power" if self.state.on_ac else "battery", name,
+                         f"power source: {self.state.label}")
