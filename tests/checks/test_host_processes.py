@@ -100,9 +100,15 @@ def test_a_tree_with_its_own_process_table_hides_the_hosts(run_cli, sim_tree,
     assert c["status"] == "fail" and c["value"] == "ollama (pid 5001)", c
 
 
-def test_a_recorded_tree_without_processes_has_none(host_llama_server):
-    """Another machine's record: this host's processes say nothing about it."""
+def test_a_recorded_tree_without_processes_has_none(run_cli, host_llama_server, tmp_path):
+    """Another machine's record: this host's processes say nothing about it, and preflight
+    says it did not look rather than "none"."""
     fs = RootFS(RECORDED)
     assert not fs.is_simulated and process_root(fs) is None
     assert ProcessSource.of(fs, exclude_pid=-1).snapshot() == {}
     assert Facts(fs).processes == {}
+    r = run_cli("preflight", "--root", RECORDED, "--state-dir", str(tmp_path / "state"),
+                "--window", "0", "--json")
+    for cid in ("llm_servers", "gpu_clients"):
+        c = _check(r.json(), cid)
+        assert c["status"] == "skip" and "no processes" in c["value"], c
