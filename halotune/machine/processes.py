@@ -12,6 +12,7 @@ daemon's rules, preflight, doctor, the GPU-client list of status and the TUI):
 - any other tree (a recorded snapshot without processes): no processes. A report describes
   another machine's kernel and hardware (capture.py leaves /proc/<pid> out); this host's
   processes say nothing about that machine.
+The choice is made when a reader is opened (the daemon's at its start, preflight's per run).
 The two tables are never merged: pids of a fake table and of the host would collide, and a
 test that lays out its own processes must not see what else runs on the machine.
 System-wide counters (/proc/stat, meminfo, diskstats, net/dev, loadavg) are kernel files of
