@@ -44,11 +44,16 @@ if [ "$mode" = test ]; then
     # The probe's smoke test runs real llama.cpp in-process: llama-cpp-python builds it from
     # source (a C++ compiler and cmake; ~3-10 min on 2 cores). Portable (no -march=native) and
     # without the multimodal library, which the probe never uses.
+    # The daemon's udev path is tested under umockdev (a faked /sys and uevent socket:
+    # umockdev-wrapper and libumockdev; tests/daemon/test_udev_umockdev.py).
+    need=()
     if ! command -v c++ >/dev/null || ! command -v cmake >/dev/null; then
-        if command -v apt-get >/dev/null; then
-            as_root apt-get update -qq
-            as_root apt-get install -y -qq build-essential cmake >/dev/null
-        fi
+        need+=(build-essential cmake)
+    fi
+    command -v umockdev-wrapper >/dev/null || need+=(umockdev)
+    if [ "${#need[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq "${need[@]}" >/dev/null
     fi
     export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF}"
     "${pip[@]}" install --config-settings editable_mode=compat -e '.[test,probe]'

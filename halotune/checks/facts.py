@@ -2,7 +2,8 @@
 
 Machine facts come through the machine layer under the root: the snapshot (sampler, no
 RyzenAdj), the kernel command line, KFD topology, modprobe.d, users and groups, device modes,
-package versions, processes (the host's for "/", ROOT/proc for a fake tree). The environment
+package versions, processes (where machine.processes.process_root says: the host's for "/"
+and a simulated tree, a fake tree's own ROOT/proc/<pid>). The environment
 is this run's (under sudo, the variables sudo kept) plus ROOT/etc/environment.
 """
 
@@ -12,6 +13,7 @@ import os
 from functools import cached_property
 
 from halotune.machine import parse
+from halotune.machine.processes import ProcessSource, proc_dir, process_root
 from halotune.machine.programs import ProgramError, Programs
 from halotune.machine.rootfs import RootFS
 
@@ -25,7 +27,7 @@ class Facts:
         self.programs = programs or Programs(fs)
         self._environ = dict(os.environ if environ is None else environ)
         self._user_name = user
-        self.proc_root = ("/" if fs.is_host else fs.root) if proc_root is None else proc_root
+        self.proc_root = process_root(fs) if proc_root is None else proc_root
         self._package_version = package_version
         self._packages: dict[str, str | None] = {}
         self.no_user_reason = "the invoking user is unknown"
@@ -58,10 +60,7 @@ class Facts:
 
     @cached_property
     def processes(self) -> dict:
-        from halotune.machine.processes import ProcessSource
-
-        proc = "/proc" if self.proc_root == "/" else os.path.join(self.proc_root, "proc")
-        return ProcessSource(proc=proc).snapshot()
+        return ProcessSource(proc=proc_dir(self.proc_root)).snapshot()
 
     @cached_property
     def user(self):

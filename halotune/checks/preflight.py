@@ -29,8 +29,9 @@ def run_preflight(fs: RootFS, *, profile: str | None = None, model: str | None =
                   proc_root: str | None = None, thresholds: dict | str | None = None,
                   profiles_dir: str | None = None, history=None) -> dict:
     """The preflight report. `thresholds` is a dict (already loaded) or an override file;
-    `proc_root` where processes are read (default: the host for "/", the root's proc/ for a
-    fake tree); `history` a HistoryDB or database path for the measured efficiency."""
+    `proc_root` where processes are read (default: machine.processes.process_root: the host's
+    for "/" and a simulated tree, a fake tree's own proc/<pid>); `history` a HistoryDB or
+    database path for the measured efficiency."""
     th = thresholds if isinstance(thresholds, dict) else load_thresholds(thresholds)
     programs = programs or Programs(fs)
     seconds = th["window"]["seconds"] if window_s is None else max(0.0, float(window_s))

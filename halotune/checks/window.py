@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from halotune.machine import parse
 from halotune.machine.activity import ActivityReader, rates
-from halotune.machine.processes import ProcInfo, ProcessSource
+from halotune.machine.processes import ProcInfo, ProcessSource, proc_dir, process_root
 from halotune.machine.rootfs import RootFS
 from halotune.model.snapshot import Snapshot
 
@@ -32,13 +32,13 @@ class Observation:
     ours: set[int] = field(default_factory=set)     # this process and its descendants
     all_processes: dict[int, ProcInfo] = field(default_factory=dict)
     clients: list[dict] = field(default_factory=list)        # GPU clients (last reading)
-    proc_root: str = "/"
+    proc_root: str | None = "/"                  # where processes were read (None: nowhere)
 
 
-def default_proc_root(fs: RootFS) -> str:
-    """Processes of the host for the real machine; the root's own proc/ for a fake tree (the
-    simulated machine has no processes unless a test puts them there)."""
-    return "/" if fs.is_host else fs.root
+def default_proc_root(fs: RootFS) -> str | None:
+    """Where the processes are read: machine.processes.process_root (the one rule for every
+    command: the host's for "/" and for a simulated tree, a fake tree's own proc/<pid>)."""
+    return process_root(fs)
 
 
 def observe(fs: RootFS, seconds: float, hz: float, programs=None,
@@ -79,8 +79,7 @@ def observe(fs: RootFS, seconds: float, hz: float, programs=None,
         obs.cpu_percent, obs.cpu_source = last.cpu.utilization_percent, last.cpu.utilization_source
     # exclude_pid -1 (no such process): the whole table, so that a GPU client that is a child
     # of ours can be told apart from a process we may not read.
-    src = ProcessSource(exclude_pid=-1,
-                        proc="/proc" if proc_root == "/" else os.path.join(proc_root, "proc"))
+    src = ProcessSource(exclude_pid=-1, proc=proc_dir(proc_root))
     obs.all_processes = src.snapshot()
     obs.ours = lineage(obs.all_processes, os.getpid())
     obs.processes = {pid: p for pid, p in obs.all_processes.items() if pid not in obs.ours}

@@ -9,6 +9,10 @@ Read under the root like every other procfs file, twice over a window, and turne
   tx_bytes ...`. A download shows as receive bytes on one interface; the busiest interface is
   reported (a VPN or bridge carries the same bytes on two).
 - /proc/loadavg: `1min 5min 15min running/total last_pid`.
+
+These are system-wide kernel counters of the machine at the root (the simulator may publish
+them, a test writes them): they follow the root like sysfs, not the process rule of
+processes.py (which decides where /proc/<pid> is read).
 """
 
 from __future__ import annotations

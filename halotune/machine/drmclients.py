@@ -18,8 +18,8 @@ drm-engine-capacity-<name> when the driver reports several engines of a kind). R
 are listed by KFD under /sys/class/kfd/kfd/proc/<pid>; one without a readable DRM descriptor
 still gets a row (kfd true, VRAM from KFD's vram_<gpu_id> files).
 
-Processes are the host's (as in processes.py): `proc_root` and `sys_root` default to "/" and
-exist so tests can point the reader at literal fixture trees.
+Processes are read where processes.process_root says (the Sampler asks it): `proc_root` and
+`sys_root` default to "/" and exist so tests can point the reader at literal fixture trees.
 
 Cost: listing /proc is the only per-read work for processes without DRM descriptors. Which of a
 process's descriptors are DRM device nodes (readlink -> /dev/dri/...) is remembered and checked

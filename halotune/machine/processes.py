@@ -1,7 +1,23 @@
 """Running processes, as the daemon's rules see them: who runs, by name and by command line.
 
-Processes are the host's even when the machine is simulated (as in peers.py): a rule that
-switches to llm-max while llama-server runs is tested with a real process named llama-server.
+Where processes are read under --root: one rule, `process_root(fs)`, for every command (the
+daemon's rules, preflight, doctor, the GPU-client list of status and the TUI):
+- the host ("/"): the host's /proc;
+- a tree that carries its own process table (at least one ROOT/proc/<pid> directory: a test's
+  fake processes, a recorded tree with processes): that tree's proc/, and only it;
+- a simulated tree without one: the host's /proc. The simulator models the hardware and the
+  kernel's files of this host; the programs that use the machine (llama-server, a conflicting
+  power daemon) are real processes of the host, so a host llama-server is seen by preflight
+  --root SIM exactly as the daemon's process rule sees it;
+- any other tree (a recorded snapshot without processes): no processes. A report describes
+  another machine's kernel and hardware (capture.py leaves /proc/<pid> out); this host's
+  processes say nothing about that machine.
+The choice is made when a reader is opened (the daemon's at its start, preflight's per run).
+The two tables are never merged: pids of a fake table and of the host would collide, and a
+test that lays out its own processes must not see what else runs on the machine.
+System-wide counters (/proc/stat, meminfo, diskstats, net/dev, loadavg) are kernel files of
+the machine and are read under the root like sysfs (activity.py); only /proc/<pid> follows
+this rule. The one exception is a socket peer (peers.py): it is a real process by construction.
 
 Interface: psutil lists the pids (`psutil.pids()`; a listdir of /proc without it); a new
 pid's /proc/<pid>/stat (comm, ppid) and cmdline are read directly, with
@@ -25,6 +41,7 @@ import time
 from dataclasses import dataclass
 
 from halotune.machine.parse import is_uint
+from halotune.machine.rootfs import RootFS
 
 YOUNG_S = 2.0        # fork-then-exec happens within milliseconds
 REFRESH_S = 30.0
@@ -37,6 +54,34 @@ _LAUNCHERS = {"sh", "bash", "dash", "zsh", "fish", "env", "nohup", "setsid", "ti
 # argv[0] of an interpreter: the program is the script (argv[1]) or `-m module`.
 _INTERPRETERS = ("python", "python2", "python3", "pypy", "pypy3", "node", "sh", "bash",
                  "perl", "ruby", "uv", "uvx")
+
+
+def carries_processes(root: str) -> bool:
+    """ROOT/proc holds at least one <pid> directory: the tree has its own process table."""
+    try:
+        with os.scandir(os.path.join(root, "proc")) as it:
+            return any(is_uint(e.name) and e.is_dir(follow_symlinks=False) for e in it)
+    except OSError:
+        return False
+
+
+def process_root(fs: RootFS) -> str | None:
+    """The directory whose proc/ holds the processes of the machine at `fs` ("/" for the
+    host's), or None when it has none; see the module docstring for why."""
+    if fs.is_host:
+        return "/"
+    if carries_processes(fs.root):
+        return fs.root
+    if fs.is_simulated:
+        return "/"
+    return None
+
+
+def proc_dir(root: str | None) -> str | None:
+    """The proc directory under a process root ("/proc" for the host)."""
+    if root is None:
+        return None
+    return "/proc" if os.path.abspath(root) == "/" else os.path.join(root, "proc")
 
 
 @dataclass(frozen=True)
@@ -87,9 +132,15 @@ def _launcher(info: ProcInfo) -> bool:
 class ProcessSource:
     """Polls the process table. `exclude_pid` (default: this process) and its descendants are
     never reported, nor are those of the pids in `also_exclude` (halotune clients holding the
-    daemon: a probe's or bench's own llama-bench must not trigger a process rule)."""
+    daemon: a probe's or bench's own llama-bench must not trigger a process rule). `proc` is
+    the proc directory to list; None lists nothing (a tree without processes)."""
 
-    def __init__(self, exclude_pid: int | None = None, proc: str = "/proc"):
+    @classmethod
+    def of(cls, fs: RootFS, exclude_pid: int | None = None) -> "ProcessSource":
+        """The processes of the machine at `fs`, read where process_root() says."""
+        return cls(exclude_pid, proc=proc_dir(process_root(fs)))
+
+    def __init__(self, exclude_pid: int | None = None, proc: str | None = "/proc"):
         self.exclude_pid = os.getpid() if exclude_pid is None else exclude_pid
         self.also_exclude: set[int] = set()
         self.proc = proc
@@ -107,6 +158,8 @@ class ProcessSource:
 
     # --- reading -----------------------------------------------------------------------------
     def _pids(self) -> list[int]:
+        if self.proc is None:
+            return []
         if self._psutil is not None:
             return self._psutil.pids()
         try:

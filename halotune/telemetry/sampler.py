@@ -17,6 +17,7 @@ from halotune.machine.discovery import AmdGpuDevice, find_amd_gpus
 from halotune.machine.drmclients import DrmClientReader
 from halotune.machine.memory import GTT_CONF, PAGE_SIZE, MemoryReader
 from halotune.machine.platform import PlatformReader
+from halotune.machine.processes import process_root
 from halotune.machine.programs import Programs
 from halotune.machine.rootfs import RootFS
 from halotune.machine.ryzenadj import RyzenAdj, TdpLimits
@@ -52,10 +53,11 @@ class Sampler:
         self._tdp: TdpLimits | None = None
         self._tdp_at = 0.0
         self._prev_times = None
-        # GPU clients are host processes: read only for the host root, or from `proc_root`
-        # (a directory holding proc/ and sys/class/kfd, for tests).
-        if proc_root is None and fs.is_host:
-            proc_root = "/"
+        # GPU clients are processes: read where machine.processes.process_root says (the one
+        # rule for every command), or from `proc_root` (a directory holding proc/ and
+        # sys/class/kfd, for tests).
+        if proc_root is None:
+            proc_root = process_root(fs)
         self.drm_clients = (DrmClientReader(proc_root, proc_root)
                             if proc_root is not None else None)
 

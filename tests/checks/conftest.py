@@ -1,14 +1,16 @@
 """Fixtures for preflight, doctor and the forecast on the simulated Strix Halo.
 
 - `idle_root` / `busy_root`: a private copy of a simulated machine in the "idle" (clean) or
-  "reference" (an LLM prompt burst: GPU 98 % busy) scenario, on tmpfs when there is one.
+  "reference" (an LLM prompt burst: GPU 98 % busy) scenario, on tmpfs when there is one. Each
+  carries its own process table (an init as pid 1), so preflight and doctor read the tree's
+  proc/ and not what else runs on the host (machine.processes.process_root).
 - `state_dir`: a journal directory outside the tree.
 - `sim_edit(root, fn)`: change the simulator's state (fn(state)) and re-publish its files, as a
   physics tick would; `later(seconds, fn)`: run fn in a thread after a delay (a change that
   happens while preflight watches).
 - `add_process(root, pid, comm, cmdline, drm=False)`: a fake process under ROOT/proc (with a
   DRM render-node descriptor and amdgpu fdinfo when drm=True): preflight and doctor read a
-  fake tree's own proc/ instead of the host's.
+  tree's own proc/ instead of the host's once it holds a proc/<pid>.
 - `write_gguf(path, ...)`: a small GGUF (llama layout, F32), dense or MoE.
 - `run_cli(*args)`: `halotune ...` in-process; (rc, out, err).
 - RyzenAdj's stand-in runs in-process (fast_ryzenadj, autouse), as in tests/tuning.
@@ -57,6 +59,7 @@ def _pristine(tmp_path_factory):
     for scenario in ("idle", "reference"):
         trees[scenario] = os.path.join(base, scenario)
         lay_out(trees[scenario], scenario)
+        add_process(trees[scenario], 1, "systemd", ["/sbin/init"], ppid=0)
     yield trees
     shutil.rmtree(base, ignore_errors=True)
 

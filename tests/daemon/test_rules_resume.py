@@ -34,7 +34,11 @@ def test_resume_and_gpu_reset_reapply(start_daemon, sim_root):
     send_sim_uevent(sim_root, "drm", "change", dev, HOTPLUG="1")     # a monitor, not a reset
     time.sleep(1.0)
     assert read(sim_root, SWAPPINESS) == "60"
-    send_sim_uevent(sim_root, "drm", "change", dev, RESET="1")
+    send_sim_uevent(sim_root, "drm", "change", dev, LEASE="1")        # a lease, not a reset
+    time.sleep(1.0)
+    assert read(sim_root, SWAPPINESS) == "60"
+    # drm_dev_wedged_event() after a recovered reset (drm_drv.c, 6.14+)
+    send_sim_uevent(sim_root, "drm", "change", dev, WEDGED="none")
     wait_for(lambda: read(sim_root, SWAPPINESS) == "10", 5, what="re-applied after the reset")
     ev = d.wait_event(lambda e: e["kind"] == "rule" and "GPU reset" in e["message"])
     assert "card1" in ev["message"]

@@ -31,8 +31,14 @@ def _ours(pid: int, obs) -> bool:
     return info is not None and info.matches("halotune*")
 
 
+NO_PROCESSES = ("not checked: a recorded tree without proc/<pid> has no processes "
+                "(machine.processes.process_root)")
+
+
 def gpu_clients(ctx) -> dict:
     title = "No other GPU clients"
+    if ctx.obs.proc_root is None:
+        return item("gpu_clients", title, "skip", NO_PROCESSES, "none")
     pci = ctx.obs.last.primary_gpu.pci_slot if ctx.obs.last.primary_gpu else None
     rows = [r for r in ctx.obs.clients
             if not _ours(r["pid"], ctx.obs)
@@ -60,6 +66,8 @@ def gpu_clients(ctx) -> dict:
 
 def llm_servers(ctx) -> dict:
     title = "No LLM servers running"
+    if ctx.obs.proc_root is None:
+        return item("llm_servers", title, "skip", NO_PROCESSES, "none")
     allowed = set(ctx.allow)
     patterns = [p for p in ctx.th["processes"]["servers"] if p not in allowed]
     found = sorted((p for p in ctx.obs.processes.values()

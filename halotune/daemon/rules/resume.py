@@ -2,7 +2,13 @@
 defaults, so the active profile is applied again.
 
 Resume: the seconds spent suspended (CLOCK_BOOTTIME - CLOCK_MONOTONIC) jumped between two
-polls. GPU reset: a drm `change` uevent that is not a connector hotplug (HOTPLUG=1).
+polls (no uevent announces a resume). GPU reset: the drm `change` uevent of
+drm_dev_wedged_event() (drivers/gpu/drm/drm_drv.c, Linux 6.14+), sent on the primary minor
+with WEDGED=none once amdgpu recovered the GPU (amdgpu_device_gpu_recover, a ring or queue
+reset); WEDGED=<method> (rebind, bus-reset, ...) means the device still needs recovery, so
+nothing is re-applied to it. The other drm change uevents are not resets: HOTPLUG=1
+(drm_sysfs.c, a connector) and LEASE=1 (drm_sysfs_lease_event, a DRM lease granted or
+revoked). Before 6.14 amdgpu sends no uevent on a reset; the drift rule finds the values then.
 """
 
 from __future__ import annotations
@@ -29,8 +35,14 @@ class ResumeRule:
     def uevent(self, ev, now: float) -> None:
         if ev.subsystem != "drm" or ev.action != "change":
             return
-        if str(ev.properties.get("HOTPLUG", "")) == "1":
-            return                              # a monitor plugged in, not a reset
+        wedged = ev.properties.get("WEDGED")
+        if wedged is None:
+            return                              # a hotplug (HOTPLUG=1), a lease (LEASE=1)
+        if str(wedged) != "none":
+            self.rules.fire("resume", f"GPU wedged ({ev.describe()}): the driver asks for "
+                            f"recovery by {wedged}; nothing is re-applied until it is back",
+                            devpath=ev.devpath, wedged=str(wedged))
+            return
         if now - self._last_reset < DEBOUNCE_S:
             return
         self._last_reset = now

@@ -19,8 +19,10 @@ class Sources:
 
     @classmethod
     def open(cls, fs: RootFS) -> "Sources":
-        """The polling implementations over `fs` (udev events on the host when available)."""
-        return cls(ProcessSource(), PowerSupplySource(fs), open_uevents(fs), ClockSource(fs))
+        """The polling implementations over `fs` (udev events on the host when available;
+        processes where machine.processes.process_root says)."""
+        return cls(ProcessSource.of(fs), PowerSupplySource(fs), open_uevents(fs),
+                   ClockSource(fs))
 
     def close(self) -> None:
         self.uevents.close()
