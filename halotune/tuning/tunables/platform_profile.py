@@ -79,9 +79,10 @@ class PlatformProfile(Tunable):
         devices = handlers(ctx)
         if CUSTOM in values or None in values:
             raise WriteFailed(KEY, PROFILE, str(target),
-                              "the recorded state holds no profile for each handler (an older "
-                              "halotune journaled 'custom'); set each "
-                              f"{CLASS}/*/profile by hand")
+                              "the recorded state names no writable profile for every handler "
+                              "(an older halotune journaled 'custom', what the legacy file "
+                              f"reads when handlers disagree); set each {CLASS}/*/profile "
+                              "by hand")
         if not isinstance(target, dict) or (len(values) == 1 and set(target) == set(devices)):
             ctx.write(KEY, PROFILE, values.pop())          # sets every handler alike
         else:
