@@ -155,3 +155,16 @@ def test_laying_out_again_removes_the_old_handlers(tmp_path):
 def test_unknown_handler_is_refused(tmp_path):
     with pytest.raises(ValueError, match="asus"):
         lay_out(str(tmp_path / "root"), profile_handlers=("amd-pmf", "hp-wmi"))
+
+
+def test_sim_command_lays_out_the_handlers(tmp_path, capsys):
+    from halotune.cli.main import main
+
+    root = str(tmp_path / "m")
+    assert main(["sim", root, "--kernel", "6.15",
+                 "--platform-profile-handlers", "amd-pmf,asus-wmi"]) == 0
+    fs = RootFS(root)
+    assert fs.read_text(f"{ASUS}/name") == "asus-wmi"
+    assert fs.read_text(LEGACY) == "custom"
+    assert main(["sim", str(tmp_path / "n"), "--platform-profile-handlers", "amd-pmf,hp"]) == 64
+    assert "platform-profile handlers 'amd-pmf,hp'" in capsys.readouterr().err
