@@ -121,6 +121,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sim.add_argument("--kernel", default="6.17", metavar="X.Y",
                      help="the Linux version whose driver behaviour the machine follows "
                           "(6.11-6.18; default 6.17, the reference snapshot's)")
+    sim.add_argument("--platform-profile-handlers", default="amd-pmf", metavar="NAMES",
+                     help="platform-profile drivers in registration order, comma separated "
+                          "(amd-pmf, or amd-pmf,asus-wmi for an ASUS machine; default amd-pmf)")
     sim.add_argument("--reboot", action="store_true",
                      help="simulate a reboot of the machine in DIR: new boot_id, runtime "
                           "settings back to firmware defaults, modprobe.d GTT settings applied")

@@ -26,12 +26,14 @@ def run(args) -> int:
         print(f"simulated Strix Halo in {target} rebooted (boot_id {boot_id})")
         return exitcodes.OK
     try:
-        lay_out(target, scenario=args.scenario, force=args.force, kernel=args.kernel)
+        handlers = tuple(h.strip() for h in args.platform_profile_handlers.split(","))
+        lay_out(target, scenario=args.scenario, force=args.force, kernel=args.kernel,
+                profile_handlers=handlers)
     except FileExistsError:
         print(f"halotune sim: {target} is not empty and holds no simulated machine; "
               "use --force to lay out into it anyway", file=sys.stderr)
         return exitcodes.USAGE
-    except ValueError as e:   # the root directory itself, an unknown scenario
+    except ValueError as e:   # the root directory itself, an unknown scenario or handler
         print(f"halotune sim: {e}", file=sys.stderr)
         return exitcodes.USAGE
     except OSError as e:

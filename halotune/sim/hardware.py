@@ -43,8 +43,10 @@ PASSIVE_GOVERNORS = ("conservative", "ondemand", "userspace", "powersave", "perf
 PASSIVE_DEFAULT_GOVERNOR = "schedutil"
 
 # --- platform profile (drivers/acpi/platform_profile.c profile_names) ------------------------
+# Linux 6.11-6.13 know the first six names; 6.14 adds "custom" (what the legacy file shows when
+# handlers disagree). "max-power" comes after 6.18 (patch of Nov 2025), outside the modelled range.
 PROFILE_NAMES = ("low-power", "cool", "quiet", "balanced", "balanced-performance",
-                 "performance", "max-power", "custom")
+                 "performance", "custom")
 PROFILE_CHOICES = ("low-power", "balanced", "performance")   # amd-pmf sps.c
 # amd-pmf sends BIOS slider limits to the SMU on every profile write (spec §5.1). The watts are
 # UNCONFIRMED; CHOSEN (stapm, fast, slow) mW around Framework's 120 W sustained / 140 W boost.
@@ -53,6 +55,20 @@ PROFILE_LIMITS_MW = {
     "balanced": (100_000, 120_000, 100_000),
     "low-power": (60_000, 70_000, 60_000),
 }
+# Platform-profile handlers the simulator can register, in the order of the tuple given to
+# lay_out (the order sets platform-profile-N). choices: the driver's probe; hidden: its
+# hidden_choices (6.14+); parent: the platform device the class device hangs under (CHOSEN
+# device names); power_on: the profile right after boot (amd-pmf's is the reference
+# snapshot's; asus-wmi's CHOSEN: its default thermal policy).
+PROFILE_HANDLERS = {
+    # drivers/platform/x86/amd/pmf/sps.c amd_pmf_profile_probe / amd_pmf_hidden_choices
+    "amd-pmf": {"choices": PROFILE_CHOICES, "hidden": ("quiet", "balanced-performance"),
+                "parent": "sys/devices/platform/AMDI0105:00", "power_on": "performance"},
+    # drivers/platform/x86/asus-wmi.c asus_wmi_platform_profile_probe (throttle_thermal_policy)
+    "asus-wmi": {"choices": ("quiet", "balanced", "performance"), "hidden": (),
+                 "parent": "sys/devices/platform/asus-nb-wmi", "power_on": "balanced"},
+}
+DEFAULT_PROFILE_HANDLERS = ("amd-pmf",)
 
 # --- memory management -----------------------------------------------------------------------
 THP_ENABLED_CHOICES = ("always", "madvise", "never")

@@ -17,13 +17,13 @@ import os
 import re
 
 from halotune.sim import etc, store
-from halotune.sim.rules import amdgpu, cpufreq, system
+from halotune.sim.rules import amdgpu, cpufreq, platform_profile, system
 
 # errno.errorcode names 95 ENOTSUP; the kernel code (and the spec) say EOPNOTSUPP.
 _ERRNO_NAMES = {**errno.errorcode, errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 _RULES = tuple((re.compile(pattern), rule)
-               for module in (amdgpu, cpufreq, system) for pattern, rule in module.RULES)
+               for module in (amdgpu, cpufreq, platform_profile, system) for pattern, rule in module.RULES)
 
 
 class SimKernel:

@@ -37,6 +37,12 @@ def policy(n: int) -> str:
 # --- platform, memory management, module parameters ----------------------------------------
 PLATFORM_PROFILE = "sys/firmware/acpi/platform_profile"
 PLATFORM_PROFILE_CHOICES = "sys/firmware/acpi/platform_profile_choices"
+PLATFORM_PROFILE_CLASS = "sys/class/platform-profile"   # Linux >= 6.14, one dir per handler
+
+
+def platform_profile_device(parent: str, n: int) -> str:
+    """Real directory of class device platform-profile-N under its driver's device."""
+    return f"{parent}/platform-profile/platform-profile-{n}"
 THP = "sys/kernel/mm/transparent_hugepage"
 THP_ENABLED = f"{THP}/enabled"
 THP_DEFRAG = f"{THP}/defrag"

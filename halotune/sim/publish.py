@@ -12,6 +12,7 @@ from halotune.sim import cpu as cpumodel
 from halotune.sim import formats as fmt
 from halotune.sim import hardware as hw
 from halotune.sim import paths, store
+from halotune.sim import platform_profile as pprof
 
 
 def render(state: dict) -> dict[str, str | bytes | None]:
@@ -93,7 +94,7 @@ def _cpufreq(state: dict) -> dict[str, str | None]:
 def _system(state: dict) -> dict[str, str]:
     mm, params = state["mm"], state["params"]
     return {
-        paths.PLATFORM_PROFILE: fmt.value(state["platform_profile"]),
+        **pprof.files(state),
         paths.THP_ENABLED: fmt.bracketed(hw.THP_ENABLED_CHOICES, mm["thp_enabled"]),
         paths.THP_DEFRAG: fmt.bracketed(hw.THP_DEFRAG_CHOICES, mm["thp_defrag"]),
         paths.SWAPPINESS: fmt.value(mm["swappiness"]),

@@ -25,6 +25,7 @@ import uuid
 
 from halotune.machine.rootfs import SIM_MARKER
 from halotune.sim import bootconf, paths, scenarios, store
+from halotune.sim import platform_profile as pprof
 from halotune.sim import hardware as hw
 from halotune.sim.kparse import kstrtol, kstrtoul
 
@@ -47,7 +48,8 @@ def reboot(root: str) -> str:
     boot_id = str(uuid.uuid4())
     with store.locked(root):
         state = store.load_state(root)
-        power_on = scenarios.initial_state(state["scenario"], state.get("kernel", "6.17"))
+        power_on = scenarios.initial_state(state["scenario"], state.get("kernel", "6.17"),
+                                           tuple(pprof.profiles(state)))   # same drivers
         for key in RUNTIME_KEYS:
             state[key] = power_on[key]
         _load_modules(root, state, power_on["params"])

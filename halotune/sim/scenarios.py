@@ -15,6 +15,7 @@ from halotune.sim import cpu as cpumodel
 from halotune.sim import hardware as hw
 from halotune.sim import kversion
 from halotune.sim import physics
+from halotune.sim import platform_profile as pprof
 
 SCENARIOS = ("reference", "idle")
 
@@ -162,7 +163,7 @@ def reference_state() -> dict:
             "procs_running": REFERENCE_PROC["procs_running"],
             "softirq": [float(v) for v in REFERENCE_PROC["softirq"]],
         },
-        "platform_profile": "performance",
+        "platform_profile": pprof.power_on(hw.DEFAULT_PROFILE_HANDLERS),
         "params": {"ttm_pages_limit": 28_835_840, "ttm_page_pool_size": 28_835_840,
                    "ttm_dma32_pages_limit": 524_288, "amdgpu_gttsize": -1},
         # numa_balancing: Ubuntu enables it by default, but check_numabalancing_enable only
@@ -183,8 +184,10 @@ def idle_state() -> dict:
     return state
 
 
-def initial_state(scenario: str, kernel: str = kversion.DEFAULT) -> dict:
-    """The power-on state of `scenario` on Linux `kernel` ("X.Y", see kversion.py)."""
+def initial_state(scenario: str, kernel: str = kversion.DEFAULT,
+                  profile_handlers: tuple[str, ...] = hw.DEFAULT_PROFILE_HANDLERS) -> dict:
+    """The power-on state of `scenario` on Linux `kernel` ("X.Y", see kversion.py) with the
+    platform-profile handler drivers `profile_handlers` (registration order)."""
     if scenario == "reference":
         state = reference_state()
     elif scenario == "idle":
@@ -192,4 +195,5 @@ def initial_state(scenario: str, kernel: str = kversion.DEFAULT) -> dict:
     else:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     state["kernel"] = kversion.normalize(kernel)
+    state["platform_profile"] = pprof.power_on(pprof.check_handlers(profile_handlers))
     return state

@@ -19,6 +19,7 @@ from halotune.machine.rootfs import SIM_MARKER
 from halotune.sim import formats as fmt
 from halotune.sim import hardware as hw
 from halotune.sim import kversion, paths, publish, scenarios, store
+from halotune.sim import platform_profile as pprof
 
 _DEV, _HW = paths.DEV, paths.HWMON
 
@@ -72,7 +73,6 @@ _DEVICE_FILES = {
 
 def _system_files(release: str) -> dict[str, str]:
     return {
-        paths.PLATFORM_PROFILE_CHOICES: fmt.words(hw.PROFILE_CHOICES),
         "proc/cmdline": (f"BOOT_IMAGE=/boot/vmlinuz-{release} "
                          "root=UUID=3f6d2c1e-8b7a-4e21-9c4d-5a0b1e2f3c4d ro quiet splash "
                          "amd_iommu=off ttm.pages_limit=28835840 ttm.page_pool_size=28835840\n"),
@@ -224,17 +224,32 @@ def _clear_config(root: str) -> None:
                 os.unlink(entry.path)
 
 
+def _clear_platform_profiles(root: str) -> None:
+    import glob
+    import shutil
+
+    for d in glob.glob(os.path.join(root, "sys/devices/platform/*/platform-profile")):
+        shutil.rmtree(d)
+    class_dir = os.path.join(root, paths.PLATFORM_PROFILE_CLASS)
+    if os.path.isdir(class_dir):
+        shutil.rmtree(class_dir)
+
+
 def lay_out(root: str, scenario: str = "reference", *, force: bool = False,
-            kernel: str = kversion.DEFAULT) -> None:
+            kernel: str = kversion.DEFAULT,
+            profile_handlers: tuple[str, ...] = hw.DEFAULT_PROFILE_HANDLERS) -> None:
     """Create (or reset) the simulated machine in directory `root` in state `scenario`
     ("reference": the snapshot's moment, "idle": an idle machine), running Linux `kernel`
-    ("X.Y"; the drivers answer as that version does, see kversion.py). Resetting an earlier
-    simulated machine also empties its etc/modprobe.d, as the laid-out machine has none.
+    ("X.Y"; the drivers answer as that version does, see kversion.py), with the
+    platform-profile handler drivers `profile_handlers` in registration order (amd-pmf, or
+    amd-pmf plus an OEM driver such as asus-wmi; see sim/platform_profile.py). Resetting an
+    earlier simulated machine also empties its etc/modprobe.d, as the laid-out machine has none.
 
     Raises FileExistsError for a non-empty directory that holds no simulated machine unless
-    `force`, ValueError for an unknown scenario, an unmodelled kernel version or for "/".
+    `force`, ValueError for an unknown scenario or handler, an unmodelled kernel version or
+    for "/".
     """
-    state = scenarios.initial_state(scenario, kernel)
+    state = scenarios.initial_state(scenario, kernel, profile_handlers)
     release = kversion.release(state["kernel"])
     _check_target(root, force)
     if os.path.isdir(os.path.join(root, SIM_MARKER)):
@@ -244,6 +259,8 @@ def lay_out(root: str, scenario: str = "reference", *, force: bool = False,
             os.path.isdir(os.path.join(root, "lib/modules")):   # an earlier machine's kernel
         import shutil
         shutil.rmtree(os.path.join(root, "lib/modules"))
+    if os.path.isdir(os.path.join(root, SIM_MARKER)):
+        _clear_platform_profiles(root)   # the earlier machine's handlers or kernel
     static = {**_DEVICE_FILES, **_system_files(release), **_kfd_files(), **_cpu_files(),
               **_module_files(release),
               paths.BOOT_ID: f"{uuid.uuid4()}\n"}
@@ -252,7 +269,7 @@ def lay_out(root: str, scenario: str = "reference", *, force: bool = False,
     dirs.add(os.path.dirname(paths.RYZENADJ))
     for d in sorted(dirs):
         os.makedirs(os.path.join(root, d), exist_ok=True)
-    for rel, target in _symlinks().items():
+    for rel, target in {**_symlinks(), **pprof.class_links(state)}.items():
         _link(root, rel, target)
     for rel, content in static.items():
         store.put(root, rel, content)

@@ -8,6 +8,7 @@ _ALLOWED = [re.compile(p) for p in (
     r"sys/class/drm/card\d+/device/(power_dpm_force_performance_level|pp_od_clk_voltage"
     r"|pp_power_profile_mode)",
     r"sys/firmware/acpi/platform_profile",
+    r"sys/class/platform-profile/platform-profile-\d+/profile",   # Linux >= 6.14, per handler
     r"sys/devices/system/cpu/cpufreq/policy\d+/(scaling_governor|energy_performance_preference"
     r"|boost)",
     r"sys/devices/system/cpu/cpufreq/boost",

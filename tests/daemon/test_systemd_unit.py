@@ -175,6 +175,12 @@ def test_every_allowlisted_file_is_writable_under_the_sandbox(unit, tmp_path):
             rel = f"sys/class/drm/{card}/device/{name}"
             if allowlist.allowed(rel):
                 samples[rel] = os.path.relpath(os.path.realpath(os.path.join(dev, name)), root)
+    # sys/class/platform-profile/platform-profile-N (Linux >= 6.14) links into sys/devices
+    pp_class = os.path.join(root, "sys/class/platform-profile")
+    for dev in os.listdir(pp_class) if os.path.isdir(pp_class) else ():
+        rel = f"sys/class/platform-profile/{dev}/profile"
+        if allowlist.allowed(rel):
+            samples[rel] = os.path.relpath(os.path.realpath(os.path.join(root, rel)), root)
     for pattern in allowlist._ALLOWED:
         if not re.search(r"[()\[\]|*+?{}^$]|\\[dDsSwW]", pattern.pattern):   # a literal path
             literal = pattern.pattern.replace("\\", "")

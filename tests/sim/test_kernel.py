@@ -45,8 +45,7 @@ def write(fs: RootFS, rel: str, value: str) -> str:
     (f"{CARD}/pp_dpm_mclk", "0", "EINVAL"),
     (paths.PLATFORM_PROFILE, "turbo", "EINVAL"),
     (paths.PLATFORM_PROFILE, "custom", "EINVAL"),
-    (paths.PLATFORM_PROFILE, "quiet", "EOPNOTSUPP"),
-    (paths.PLATFORM_PROFILE, "balanced-performance", "EOPNOTSUPP"),
+    (paths.PLATFORM_PROFILE, "cool", "EOPNOTSUPP"),
     (f"{CPU3}/scaling_governor", "schedutil", "EINVAL"),  # not offered by amd-pstate-epp
     (f"{CPU3}/energy_performance_preference", "fast", "EINVAL"),
     (f"{CPU3}/scaling_max_freq", "fast", "EINVAL"),

@@ -1,28 +1,14 @@
-"""Platform profile, module parameters and memory-management knobs (spec §4.2, §5.1, §10)."""
+"""Module parameters and memory-management knobs (spec §4.2, §10); the platform profile is
+platform_profile.py."""
 
 from __future__ import annotations
 
-import errno
 import re
 
 from halotune.sim import hardware as hw
 from halotune.sim import paths
 from halotune.sim.kparse import kstrtol, kstrtoul, proc_int, sysfs_streq
 from halotune.sim.rules import reject
-
-
-def platform_profile(state: dict, value: str, _m: re.Match) -> None:
-    """Legacy platform_profile (drivers/acpi/platform_profile.c): unknown names and "custom"
-    are -EINVAL, a known name the handlers do not offer -EOPNOTSUPP. amd-pmf then sends its
-    BIOS slider limits to the SMU, replacing any RyzenAdj limits."""
-    name = next((p for p in hw.PROFILE_NAMES if sysfs_streq(value, p)), None)
-    if name is None or name == "custom":
-        reject()
-    if name not in hw.PROFILE_CHOICES:
-        reject(errno.EOPNOTSUPP)
-    state["platform_profile"] = name
-    stapm, fast, slow = hw.PROFILE_LIMITS_MW[name]
-    state["limits"].update(stapm_mw=stapm, fast_mw=fast, slow_mw=slow, apu_slow_mw=slow)
 
 
 _PARAMS = {"pages_limit": "ttm_pages_limit", "page_pool_size": "ttm_page_pool_size",
@@ -85,7 +71,6 @@ def numa_balancing(state: dict, value: str, _m: re.Match) -> None:
 
 
 RULES = (
-    (re.escape(paths.PLATFORM_PROFILE), platform_profile),
     (rf"{re.escape(paths.TTM_PARAMS)}/(?P<name>pages_limit|page_pool_size|dma32_pages_limit)",
      ttm_param),
     (re.escape(paths.GTTSIZE), gttsize),
