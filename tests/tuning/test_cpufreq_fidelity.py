@@ -153,3 +153,12 @@ def test_rollback_of_a_policy_gone_offline_is_kept_for_a_retry(kroot, engine_for
     assert again.ok, (again.summary, again.rows, again.warnings)
     assert read_journal(state_dir)["baseline"] == {}
     assert_same_tree(before, kroot, "apply, SMT off, rollback, SMT on, rollback")
+
+
+def test_profiles_can_never_take_a_cpu_offline():
+    """Hotplug is the user's business: no profile value reaches cpuN/online or smt/control."""
+    from halotune.tuning import allowlist
+
+    assert not allowlist.allowed("sys/devices/system/cpu/cpu16/online")
+    assert not allowlist.allowed(SMT)
+    assert allowlist.allowed(f"{CPUFREQ}/policy16/scaling_governor")
