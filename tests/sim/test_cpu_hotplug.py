@@ -4,7 +4,6 @@ EBUSY for an inactive policy), and amd-pstate EPP across governor changes per ke
 
 from __future__ import annotations
 
-import errno
 import os
 
 import pytest
