@@ -38,6 +38,37 @@ def new_policy(mode: str = "active", boost: int = 1) -> dict:
     }
 
 
+def online(state: dict, n: int) -> bool:
+    """Logical CPU n is online (state["cpu"]["offline"] lists the others; absent: all on)."""
+    return n not in state["cpu"].get("offline", ())
+
+
+def online_cpus(state: dict) -> list[int]:
+    return [n for n in range(hw.CPUS) if online(state, n)]
+
+
+def smt_control(state: dict) -> str:
+    """kernel/cpu.c control_show: "on", "off" or "forceoff" (SMT is supported here)."""
+    return state["cpu"].get("smt_control", "on")
+
+
+def smt_active(state: dict) -> bool:
+    """sched_smt_active(): some core has both of its threads online."""
+    return any(online(state, c) and online(state, c + hw.CORES) for c in range(hw.CORES))
+
+
+def cpulist(cpus: list[int]) -> str:
+    """cpumap_print_list_to_buf / bitmap_print_to_pagebuf(true, ...): "0-15,17"."""
+    parts, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
 def boosted(state: dict, n: int) -> bool:
     """Policy n's boost flag. A global write sets every policy's flag, and a per-policy 1 is
     refused while the global flag is 0, so the policy's own flag is the one in force."""
@@ -83,9 +114,11 @@ def _thread_bounds(state: dict, n: int) -> tuple[float, float, int]:
 
 
 def core_bounds(state: dict, core: int) -> tuple[float, float, int]:
-    """A core runs for the more demanding of its two SMT threads (policies core, core+16)."""
-    a = _thread_bounds(state, core)
-    b = _thread_bounds(state, core + hw.CORES)
+    """A core runs for the more demanding of its online SMT threads (policies core, core+16);
+    an offline thread asks nothing (amd_pstate_epp_cpu_offline parks it at lowest_perf)."""
+    threads = [n for n in (core, core + hw.CORES) if online(state, n)] or [core]
+    a = _thread_bounds(state, threads[0])
+    b = _thread_bounds(state, threads[-1])
     ceiling = max(a[1], b[1])
     return min(max(a[0], b[0]), ceiling), ceiling, min(a[2], b[2])
 

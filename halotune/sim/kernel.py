@@ -77,15 +77,17 @@ class SimKernel:
         full = os.path.join(self._real_root, resolved)
         if not os.path.lexists(full):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        if os.path.isdir(full):
-            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
         for pattern, rule in _RULES:
             match = pattern.fullmatch(resolved)
             if match:
                 break
         else:
+            if os.path.isdir(full):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
             # No store method: kernfs refuses to open the attribute for writing, even for root.
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        # A rule's attribute shown as a directory is one whose reads fail (store.put_unreadable,
+        # an inactive cpufreq policy): its store function still answers (-EBUSY there).
         state = store.load_state(self.root)
         rule(state, value, match)
         return state

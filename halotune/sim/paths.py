@@ -27,11 +27,18 @@ CPU = "sys/devices/system/cpu"
 CPUFREQ = f"{CPU}/cpufreq"
 PSTATE_STATUS = f"{CPU}/amd_pstate/status"
 BOOST = f"{CPUFREQ}/boost"
+SMT_CONTROL = f"{CPU}/smt/control"
+SMT_ACTIVE = f"{CPU}/smt/active"
 
 
 def policy(n: int) -> str:
     """cpufreq policy directory of logical CPU n (amd-pstate: one policy per CPU)."""
     return f"{CPUFREQ}/policy{n}"
+
+
+def cpu_online(n: int) -> str:
+    """cpuN/online (drivers/base/core.c dev_attr_online; absent for cpu0 on x86 since 6.5)."""
+    return f"{CPU}/cpu{n}/online"
 
 
 # --- platform, memory management, module parameters ----------------------------------------

@@ -15,9 +15,20 @@ from halotune.sim import paths, store
 from halotune.sim import platform_profile as pprof
 
 
-def render(state: dict) -> dict[str, str | bytes | None]:
-    """Root-relative path -> content for every dynamic file (None: the file must not exist)."""
-    files: dict[str, str | bytes | None] = {}
+class _Busy:
+    """Marker: an attribute that exists but fails every read (see publish_busy)."""
+
+    def __repr__(self) -> str:
+        return "BUSY"
+
+
+BUSY = _Busy()
+
+
+def render(state: dict) -> dict[str, str | bytes | None | _Busy]:
+    """Root-relative path -> content for every dynamic file (None: the file must not exist;
+    BUSY: an attribute whose reads fail, e.g. of an inactive cpufreq policy)."""
+    files: dict[str, str | bytes | None | _Busy] = {}
     files.update(_gpu(state))
     files.update(_cpufreq(state))
     files.update(_system(state))
@@ -30,6 +41,8 @@ def publish(root: str, state: dict) -> None:
     for rel, content in render(state).items():
         if content is None:
             store.remove(root, rel)
+        elif content is BUSY:
+            store.put_unreadable(root, rel)
         else:
             store.put(root, rel, content, 0o600 if rel == paths.GTTSIZE else 0o644)
 
@@ -59,18 +72,50 @@ def _gpu(state: dict) -> dict[str, str | bytes]:
     }
 
 
-def _cpufreq(state: dict) -> dict[str, str | None]:
+def _cpu_hotplug(state: dict) -> dict[str, str]:
+    """cpu/online and cpu/offline (drivers/base/cpu.c, cpulists), cpuN/online for N >= 1
+    (drivers/base/core.c online_show; x86 gives cpu0 none), smt/control and smt/active
+    (kernel/cpu.c control_show, active_show)."""
+    online = cpumodel.online_cpus(state)
+    offline = [n for n in range(hw.CPUS) if n not in online]
+    files = {
+        f"{paths.CPU}/online": f"{cpumodel.cpulist(online)}\n",
+        f"{paths.CPU}/offline": f"{cpumodel.cpulist(offline)}\n",
+        paths.SMT_CONTROL: fmt.value(cpumodel.smt_control(state)),
+        paths.SMT_ACTIVE: fmt.value(int(cpumodel.smt_active(state))),
+    }
+    for n in range(1, hw.CPUS):
+        files[paths.cpu_online(n)] = fmt.value(int(n in online))
+    return files
+
+
+# Every attribute of a policy directory (cpufreq.c default_attrs + amd-pstate-epp attrs).
+_POLICY_ATTRS = ("affected_cpus", "related_cpus", "cpuinfo_min_freq", "cpuinfo_max_freq",
+                 "scaling_driver", "scaling_available_governors", "scaling_governor", "boost",
+                 "scaling_min_freq", "scaling_max_freq", "scaling_cur_freq",
+                 "energy_performance_available_preferences", "energy_performance_preference")
+
+
+def _cpufreq(state: dict) -> dict[str, str | None | _Busy]:
     cpu, clocks = state["cpu"], state["smu"]["metrics"]["current_coreclk"]
     mode = cpu["pstate_mode"]
     active = mode == "active"
-    files: dict[str, str | None] = {
+    files: dict[str, str | None | _Busy] = {
         paths.PSTATE_STATUS: fmt.value(mode),
         paths.BOOST: fmt.value(cpu["boost"]),
+        **_cpu_hotplug(state),
     }
     governors = fmt.words(cpumodel.available_governors(mode), trailing_space=not active)
     for n, pol in enumerate(cpu["policies"]):
         p = paths.policy(n)
+        if not cpumodel.online(state, n):
+            # cpufreq.c show(): every attribute of an inactive policy is -EBUSY.
+            for attr in _POLICY_ATTRS:
+                files[f"{p}/{attr}"] = BUSY if active or "energy" not in attr else None
+            continue
         lo, hi = cpumodel.effective_limits(state, n)
+        files[f"{p}/affected_cpus"] = files[f"{p}/related_cpus"] = f"{n}\n"
+        files[f"{p}/cpuinfo_min_freq"] = fmt.value(hw.CPUINFO_MIN_KHZ)
         files[f"{p}/scaling_driver"] = fmt.value("amd-pstate-epp" if active else "amd-pstate")
         files[f"{p}/scaling_available_governors"] = governors
         files[f"{p}/scaling_governor"] = fmt.value(pol["governor"])

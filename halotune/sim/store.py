@@ -140,6 +140,8 @@ def put(root: str, rel: str, data: str | bytes, mode: int = 0o644) -> bool:
     """
     blob = data.encode() if isinstance(data, str) else data
     path = os.path.join(root, rel)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)          # an attribute that was unreadable (put_unreadable) is back
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
         if os.pread(fd, len(blob) + 1, 0) == blob:
@@ -149,6 +151,18 @@ def put(root: str, rel: str, data: str | bytes, mode: int = 0o644) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def put_unreadable(root: str, rel: str) -> None:
+    """Make an attribute that exists but fails every read (an inactive cpufreq policy's
+    files: EBUSY in the kernel). A plain file cannot fail a read, so it becomes an empty
+    directory: open() works, read() fails with EISDIR."""
+    path = os.path.join(root, rel)
+    if os.path.isdir(path) and not os.path.islink(path):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.mkdir(path)
 
 
 def remove(root: str, rel: str) -> None:

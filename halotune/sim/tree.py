@@ -81,7 +81,6 @@ def _system_files(release: str) -> dict[str, str]:
                          "GNU ld (GNU Binutils for Ubuntu) 2.45) #5-Ubuntu SMP PREEMPT_DYNAMIC "
                          "Tue Oct  7 09:41:20 UTC 2025\n"),
         "proc/sys/kernel/osrelease": f"{release}\n",
-        f"{paths.CPU}/online": f"0-{hw.CPUS - 1}\n",
         f"{paths.CPU}/possible": f"0-{hw.CPUS - 1}\n",
         f"{paths.CPU}/present": f"0-{hw.CPUS - 1}\n",
         "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0003:00/power_supply/ACAD/type": "Mains\n",
@@ -159,9 +158,6 @@ def _cpu_files() -> dict[str, str]:
     files = {}
     for n in range(hw.CPUS):
         core = n % hw.CORES
-        files[f"{paths.policy(n)}/affected_cpus"] = f"{n}\n"
-        files[f"{paths.policy(n)}/related_cpus"] = f"{n}\n"
-        files[f"{paths.policy(n)}/cpuinfo_min_freq"] = f"{hw.CPUINFO_MIN_KHZ}\n"
         files[f"{paths.CPU}/cpu{n}/topology/core_id"] = f"{core}\n"
         files[f"{paths.CPU}/cpu{n}/topology/thread_siblings_list"] = f"{core},{core + hw.CORES}\n"
     return files

@@ -167,6 +167,7 @@ class Engine:
                     src = profile.sources.get(e.key, profile.display_path)
                     problems.append(f"{src}: {e.key} = {fmt_value(e.value)}: {e.message}")
                     continue
+                notes += [n for n in t.plan_notes(self.ctx, tstates) if n not in notes]
             for k in t.keys:
                 if k in restore and k not in tstates:
                     tstates[k] = restore[k]
@@ -338,6 +339,8 @@ class Engine:
             if not group:
                 continue
             t.write(self.ctx, {i.key: i.target for i in group}, current)
+            for i in group:      # verify (and record) what a symbolic target became
+                i.target = t.settled(self.ctx, i.key, i.target)
             journal.txn["done"] += [i.key for i in group]
             written += [i.key for i in group]
             self._save(journal)
@@ -516,7 +519,9 @@ class Engine:
                 self._write_items(journal, [i for i in items if i.changed], "apply_rank")
                 out.rows = self._verify_items(items)
                 journal.active = {"profile": txn.get("profile"), "boot_id": self.boot_id(),
-                                  "applied_at": time.time(), "targets": txn.get("targets", {}),
+                                  "applied_at": time.time(),
+                                  "targets": {**txn.get("targets", {}),
+                                              **{i.key: i.target for i in items}},
                                   "boot_time_keys": txn.get("boot_time_keys", []),
                                   "confirm_deadline": None,
                                   "revert": {"states": txn.get("before", {}), "previous": None}}

@@ -95,9 +95,14 @@ def test_state_dir_and_journal_are_private(sim_root, state_dir, run_cli, fast_ry
     assert j["version"] == 1 and j["root"] == os.path.abspath(sim_root)
 
 
-def test_epp_default_verifies(sim_root, engine_for):
+def test_epp_default_verifies(sim_root, engine_for, state_dir):
+    """"default" is written (amd-pstate loads the firmware EPP) and verified against the name
+    the file shows afterwards, which is what the journal records as the target."""
     out = engine_for(sim_root).apply(make_profile(**{"cpu.epp": "default"}))
     assert out.ok, out.rows
+    assert [v for p, v, _r in writes(sim_root) if p.endswith("preference")] == ["default"] * 32
+    assert set(read_journal(state_dir)["active"]["targets"]["cpu.epp"].values()) == \
+        {"balance_performance"}
 
 
 def test_no_boot_time_success_note_when_the_restore_failed(sim_root, state_dir, engine_for,

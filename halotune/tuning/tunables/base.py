@@ -126,12 +126,23 @@ class Tunable:
     def matches(self, key: str, current: State, target: State) -> bool:
         return current == target
 
+    def settled(self, ctx: Context, key: str, target: State) -> State:
+        """The state to verify (and record as the applied target) once `target` has been
+        written. Most values read back as written; a symbolic one that the driver turns into
+        a concrete value (amd-pstate EPP "default") is resolved here by reading the file."""
+        return target
+
     def show(self, key: str, state: State) -> str:
         """One readable value for tables."""
         return show_state(state)
 
     def cleanup(self, ctx: Context) -> None:
         """Remove leftovers of a write interrupted by a crash (before a rollback/recover)."""
+
+    def plan_notes(self, ctx: Context, states: dict[str, State]) -> list[str]:
+        """What the user must know about a plan, dry run or not (parts of the machine it
+        leaves alone). Identical notes of several tunables are shown once."""
+        return []
 
     def notes(self, ctx: Context, states: dict[str, State]) -> list[str]:
         """What the user must know after a write (reboot, initramfs)."""

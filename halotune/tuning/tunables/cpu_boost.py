@@ -1,5 +1,7 @@
 """cpu.boost: CPU boost, global (cpufreq/boost, 0/1) and per policy where amd-pstate has it
-(policyN/boost, believed Linux 6.11+, UNCONFIRMED). State: {"global": 0|1, "policyN": 0|1}."""
+(policyN/boost, believed Linux 6.11+, UNCONFIRMED). State: {"global": 0|1, "policyN": 0|1}.
+Policies of offline CPUs are left alone: their files answer EBUSY, and a global write does not
+touch their flag (cpufreq_boost_trigger_state: for_each_active_policy)."""
 
 from __future__ import annotations
 
@@ -45,14 +47,23 @@ class CpuBoost(Tunable):
         if glob == 1 and cur.get("global") != 1:
             ctx.write(KEY, files["global"], "1")
             cur = self.read(ctx)[KEY]
+        off = set(cpufreq.inactive(ctx))
+        pending = {}
         for name, value in want.items():
             if name != "global" and cur.get(name) != value:
+                if name in off:              # journaled while its CPU was online
+                    pending[name] = value
+                    continue
                 if name not in files:        # a journaled policy this machine does not have
                     raise WriteFailed(KEY, f"cpufreq/{name}/boost", value,
                                       "no such cpufreq policy on this machine")
                 ctx.write(KEY, files[name], str(value))
         if glob == 0 and cur.get("global") != 0:
             ctx.write(KEY, files["global"], "0")
+        cpufreq.refuse_inactive(KEY, "boost", pending)
+
+    def plan_notes(self, ctx, states):
+        return cpufreq.skipped_note(ctx)
 
     def show(self, key, state):
         if isinstance(state, dict) and state:

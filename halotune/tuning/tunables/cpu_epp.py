@@ -4,6 +4,12 @@ Interface: policyN/energy_performance_preference and energy_performance_availabl
 (amd-pstate-epp, Linux >= 6.3). Under the performance governor the choices shrink to
 `performance` and any other write fails with EBUSY, so a target is checked against the state
 *after* the planned governor write, and EPP is written after the governor both ways.
+
+`default` is a real write: amd-pstate loads the firmware's preference (epp_default) and the
+file then reads back as that value's name, never "default" (amd-pstate.c
+amd_pstate_set_energy_pref_index / show_energy_performance_preference, 6.11-6.18). So it is
+always written, and verified against the name the file shows after the write (`settled`).
+Policies of offline CPUs are left alone (see cpufreq.py).
 """
 
 from __future__ import annotations
@@ -55,23 +61,18 @@ class CpuEpp(Tunable):
         return {KEY: out}
 
     def write(self, ctx, states, current):
-        target, cur = states[KEY], current.get(KEY) or {}
-        # Policies already holding what "default" resolves to are left alone (see matches).
-        todo = {p: v for p, v in target.items() if not _holds(cur.get(p), v)}
-        cpufreq.write_each(ctx, KEY, "energy_performance_preference", todo, cur)
+        cpufreq.write_each(ctx, KEY, "energy_performance_preference", states[KEY],
+                           current.get(KEY))
 
-    def matches(self, key, current, target):
-        if not isinstance(current, dict) or not isinstance(target, dict):
-            return current == target
-        return all(_holds(current.get(p), v) for p, v in target.items())
+    def settled(self, ctx, key, target):
+        """After a write of `default`, what each policy shows is the value to verify."""
+        if not isinstance(target, dict) or "default" not in target.values():
+            return target
+        now = self.read(ctx)[KEY] or {}
+        return {p: now.get(p, v) if v == "default" else v for p, v in target.items()}
 
-
-def _holds(current: str | None, target: str) -> bool:
-    """Writing `default` makes amd-pstate load the firmware's preference and read back as
-    that name (amd-pstate.c, EPP_INDEX_DEFAULT), so any named preference holds it."""
-    if target == "default":
-        return current in ALL_EPP
-    return current == target
+    def plan_notes(self, ctx, states):
+        return cpufreq.skipped_note(ctx)
 
 
 TUNABLES = [CpuEpp()]

@@ -1,5 +1,6 @@
-"""cpu.governor: the cpufreq governor of every policy (amd-pstate-epp offers performance and
-powersave). Written before EPP both ways: the EPP choices depend on the governor."""
+"""cpu.governor: the cpufreq governor of every active policy (amd-pstate-epp offers performance
+and powersave). Written before EPP both ways: the EPP choices depend on the governor. Policies
+of offline CPUs are left alone (see cpufreq.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class CpuGovernor(Tunable):
 
     def write(self, ctx, states, current):
         cpufreq.write_each(ctx, KEY, "scaling_governor", states[KEY], current.get(KEY))
+
+    def plan_notes(self, ctx, states):
+        return cpufreq.skipped_note(ctx)
 
 
 TUNABLES = [CpuGovernor()]
