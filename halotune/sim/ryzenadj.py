@@ -170,7 +170,7 @@ def main(argv: Sequence[str], root: str) -> int:
         state = store.load_state(root)
         log: list[dict] = []
         ok = _adjust(state, values, log)
-        store.commit(root, state, log)
+        store.commit(root, state, log, render=False)   # limits show in no file directly
         if ok and info:
             print(_table(state), end="")
     sys.stdout.flush()

@@ -45,10 +45,13 @@ def repair(root: str) -> None:
             pass
 
 
-def commit(root: str, state: dict, log: list[dict] | tuple = ()) -> None:
+def commit(root: str, state: dict, log: list[dict] | tuple = (), *,
+           render: bool = True) -> None:
     """Make `state` the machine's state and its files, and append `log` lines, as one step that
-    a kill -9 cannot split (caller holds the lock)."""
-    _write_json(os.path.join(root, paths.PENDING), {"state": state, "log": list(log)})
+    a kill -9 cannot split (caller holds the lock). render=False for a change no file shows
+    (the SMU limits RyzenAdj sets: they reach the files through the next physics tick)."""
+    _write_json(os.path.join(root, paths.PENDING),
+                {"state": state, "log": list(log), "render": render})
     _finish_pending(root)
 
 
@@ -62,7 +65,8 @@ def _finish_pending(root: str) -> None:
     except FileNotFoundError:
         return
     state = pending["state"]
-    publish.publish(root, state)
+    if pending.get("render", True):
+        publish.publish(root, state)
     lines = [json.dumps(entry, sort_keys=True) for entry in pending["log"]]
     if lines and _log_tail(root, len(lines)) != lines:   # not appended before the kill
         with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
