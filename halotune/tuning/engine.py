@@ -3,7 +3,8 @@
 One dependency order, used both ways: each tunable has an apply rank and a rollback rank
 (platform profile before TDP limits both ways, because amd-pmf re-sends its limits on a
 profile change; governor before EPP both ways, because EPP choices depend on the governor;
-level `manual` before OD edits on apply, OD reset before the level on rollback).
+the GPU performance level before the OD clock range both ways, because leaving `manual` resets
+the range and only `manual` accepts OD edits).
 
 Every write is preceded by a durable journal entry holding the original value, and followed
 by a journal update saying it completed, so a crash at any point is undone by `recover`.
@@ -177,7 +178,19 @@ class Engine:
                                    not t.matches(k, current.get(k), target), k in mine))
         if problems:
             raise EngineError(problems)
+        self._not_reasserted(items)
         return items + self._side_effects(items), skipped, notes
+
+    @staticmethod
+    def _not_reasserted(items: list[_Item]) -> None:
+        """Keys going back to their originals that another planned state decides (a level other
+        than `manual` sets the OD range itself and refuses OD edits): journaled only, their
+        originals stay in the baseline for the rollback."""
+        reset = {k for i in items
+                 for k in getattr(i.tunable, "resets", lambda _s: ())({i.key: i.target})}
+        for i in items:
+            if not i.from_profile and i.key in reset:
+                i.target, i.changed, i.journal_only = i.current, False, True
 
     def _side_effects(self, items: list[_Item]) -> list[_Item]:
         """Keys that the planned writes may move without being written themselves (a platform

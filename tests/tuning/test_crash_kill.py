@@ -391,7 +391,9 @@ def test_kill_at_every_step_of_apply_and_rollback(tmp_path):
         f"{elapsed:.1f} s, {'full sweep' if FULL else 'CI sweep'}")
     CAMPAIGN_REPORT["per operation"] = "; ".join(result["timing"])
     assert not result["failures"], "\n".join(result["failures"][:30])
-    assert result["kills"] >= (200 if not FULL else 400), result
+    # A floor against a sweep that silently shrinks (198 points in the CI sweep since the
+    # rollbacks back to auto no longer write the OD `r` + `c`: the level resets the range).
+    assert result["kills"] >= (190 if not FULL else 400), result
 
 
 def test_kill_during_the_recovery_too(tmp_path, fast_ryzenadj):

@@ -265,14 +265,17 @@ def test_boost_order_and_mixed_restore(sim_root, engine_for):
 
 # --- the GPU clock range -------------------------------------------------------------------------
 
-def test_clock_cap_rollback_resets_then_leaves_manual(sim_root, engine_for):
+def test_clock_cap_rollback_leaves_manual_and_the_level_resets_the_range(sim_root, engine_for):
+    """Back to auto, the SMU sends the default GFX range itself
+    (smu_v14_0_common_set_performance_level): no `r`/`c` is needed, and none could follow
+    (OD edits are refused outside manual)."""
     before = tree_snapshot(sim_root)
     _ok(engine_for(sim_root).apply(make_profile(**{"gpu.performance_level": "manual",
                                                    "gpu.sclk_max_mhz": 2000})))
     assert "2000Mhz" in read_file(sim_root, f"{CARD}/pp_od_clk_voltage")
     n = len(writes(sim_root))
     _ok(engine_for(sim_root).rollback())
-    assert [(p, v) for p, v, _ in writes(sim_root)[n:]] == [(OD, "r"), (OD, "c"), (LEVEL, "auto")]
+    assert [(p, v) for p, v, _ in writes(sim_root)[n:]] == [(LEVEL, "auto")]
     assert_same_tree(before, sim_root, "clock cap")
 
 

@@ -2,8 +2,10 @@
 
 Interface (smu_v14_0_od_edit_dpm_table, SMU 14.0.x): `s 0 <MHz>` hard minimum, `s 1 <MHz>`
 soft maximum, `r` restore defaults, `c` commit; all EINVAL unless the performance level is
-`manual`. Targets are checked against OD_RANGE. A rollback to the defaults writes `r` + `c`;
-to other values `s 0`, `s 1`, `c` -- both before the level leaves `manual`.
+`manual`. Targets are checked against OD_RANGE. A write to the defaults is `r` + `c`; to other
+values `s 0`, `s 1`, `c`. Both ways these come after the performance level (gpu_level.py): a
+level other than `manual` sets the range itself, so a rollback to such a level usually finds
+the OD range already back and writes nothing here.
 """
 
 from __future__ import annotations
