@@ -55,6 +55,9 @@ class Daemon:
         self.holds: dict[str, dict] = {}
         self.active_profile: str | None = None
         self.verified: bool | None = None
+        # Why the daemon cannot change the machine (a damaged journal), None when it can: it
+        # keeps monitoring and serving, and status says why (daemon.degraded).
+        self.degraded: str | None = None
         self.rules = None                  # set by run(): halotune.daemon.rules (when present)
         self._sample_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-sample")
         self._engine_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-engine")
@@ -83,7 +86,19 @@ class Daemon:
         return Engine(RootFS(self.root), self.state_dir, wait_s=30.0)
 
     async def _in_engine(self, fn):
-        return await asyncio.get_running_loop().run_in_executor(self._engine_pool, fn)
+        from halotune.tuning.journal import JournalError
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._engine_pool, fn)
+        except JournalError as e:
+            # A journal the engine cannot trust: refuse the change, keep serving.
+            self._degrade(str(e))
+            raise ApiError("EIO", str(e)) from None
+
+    def _degrade(self, reason: str | None) -> None:
+        if reason and reason != self.degraded:
+            self.events.add("error", f"degraded, no changes to the machine: {reason}")
+        self.degraded = reason
 
     async def run(self) -> int:
         self._single_instance()
@@ -126,15 +141,20 @@ class Daemon:
             if out.rows:
                 self.events.add("rollback", "recovered an unfinished change: " + out.summary)
         except Exception as e:  # noqa: BLE001 - a broken journal must not stop monitoring
-            self.events.add("error", f"journal recovery failed: {e}")
+            self.events.add("error", f"journal recovery failed: {getattr(e, 'message', e)}")
         self._refresh_active()
         name = self.config.daemon.default_profile
-        if name and self.sampler.devices and self.active_profile != name:
-            await self.apply_profile(name, reason="default profile")
+        if name and self.degraded:
+            self.events.add("error", f"default profile {name} not applied: {self.degraded}")
+        elif name and self.sampler.devices and self.active_profile != name:
+            try:
+                await self.apply_profile(name, reason="default profile")
+            except ApiError as e:        # a broken profile file: serve, and say why
+                self.events.add("error", f"default profile {name} not applied: {e.message}")
 
     def _refresh_active(self) -> None:
+        from halotune.tuning.journal import JournalError, StateDir
         try:
-            from halotune.tuning.journal import StateDir
             journal = StateDir(self.state_dir).load(self.fs.root)
             active = journal.active
             self.active_profile = active["profile"] if active else None
@@ -142,6 +162,11 @@ class Daemon:
             self.active_targets = dict(active.get("targets", {})) if active else {}
             self.original_tdp = {k: e.get("state") for k, e in journal.baseline.items()
                                  if k.startswith("power.") and isinstance(e, dict)}
+            self._degrade(None)
+        except JournalError as e:
+            self.active_profile = None
+            self.active_targets, self.original_tdp = {}, {}
+            self._degrade(str(e))
         except Exception:  # noqa: BLE001
             self.active_profile = None
             self.active_targets, self.original_tdp = {}, {}
@@ -240,11 +265,14 @@ class Daemon:
 
     def _daemon_info(self) -> dict:
         return {"profile": self.active_profile, "verified": self.verified,
+                "degraded": self.degraded,
                 "holds": [{"id": k, **{x: v for x, v in h.items() if x != "conn"}}
                           for k, h in self.holds.items()],
                 "sample_interval_s": self.interval(), "pid": os.getpid(), "root": self.root}
 
     def _status_line(self) -> str:
+        if self.degraded:
+            return "DEGRADED: the journal cannot be used; monitoring only (see status)"
         prof = self.active_profile or "none"
         ver = {True: "verified", False: "DRIFT", None: "not verified"}[self.verified]
         return f"profile {prof} ({ver})"

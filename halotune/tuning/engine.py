@@ -131,9 +131,9 @@ class Engine:
         skipped: list[Row] = []
         notes: list[str] = []
         problems: list[str] = []
-        # The profile's power.max_w is its TDP ceiling (limits.py): the TDP tunable reads it here.
-        max_w = getattr(profile, "max_w", None)
-        planned: dict = {} if max_w is None else {"power.max_w": max_w}
+        # The profile's TDP ceiling (power.max_w, limits.py) travels with the plan's context.
+        self.ctx.tdp_max_w = getattr(profile, "max_w", None)
+        planned: dict = {}
         items: list[_Item] = []
         for key in targets:
             if key not in self.owner:
@@ -143,18 +143,16 @@ class Engine:
             mine = {k: v for k, v in targets.items() if k in t.keys}
             reason = t.unavailable(self.ctx)
             if reason:
-                if mine and t.name == "gpu_power_profile" and profile.power_profile_required:
-                    problems.append(f"{profile.sources.get('gpu.power_profile')}: gpu.power_profile"
-                                    f" = {fmt_value(mine['gpu.power_profile'])}: {reason} "
-                                    "(marked required)")
+                is_required = getattr(profile, "is_required", lambda key: False)
                 for k in mine:
+                    if is_required(k):
+                        problems.append(f"{profile.sources.get(k, profile.display_path)}: {k} = "
+                                        f"{fmt_value(mine[k])}: {reason} (marked required)")
                     skipped.append(Row(k, "-", fmt_value(mine[k]).strip('"'), status="skipped",
                                        boot_time=t.boot_time, note=reason))
-                if t.name == "tdp" and mine:
-                    notes.append("TDP limits unavailable (" + reason + "); the platform profile "
-                                 "alone sets the power level. RyzenAdj >= 0.17 needs root and the "
-                                 "ryzen_smu module, or /dev/mem (blocked under Secure Boot "
-                                 "lockdown; iomem=relaxed otherwise)")
+                note = t.unavailable_note(reason) if mine else None
+                if note:
+                    notes.append(note)
                 continue
             current = self._read(t)
             tstates = {}

@@ -7,6 +7,7 @@ completed write, so a crash at any point leaves a journal that says exactly what
               until a rollback completes (applying B over A keeps A's originals)
     active    the applied profile: name, target states, boot_id, confirm deadline
     txn       an apply or rollback in progress: plan order, targets, keys done, pid
+    checksum  sha256 of the rest (journal_check.py): an edit or a flipped byte is refused
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from halotune.machine import durable
+from halotune.tuning import journal_check
 
 JOURNAL = "journal.json"
 LOCK = "lock"
@@ -71,9 +73,7 @@ class StateDir:
         try:
             data = durable.read_json(self.journal_path)
         except durable.CorruptStateError as e:
-            raise JournalError(
-                f"{self.journal_path} is damaged ({e.reason}); the original values it held "
-                "cannot be trusted. Move it aside to start afresh (halotune will not guess).") from None
+            raise self._damaged(e.reason) from None
         except PermissionError:
             raise JournalError(f"{self.journal_path}: permission denied (needs root)") from None
         except OSError as e:
@@ -84,22 +84,29 @@ class StateDir:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise JournalError(f"{self.journal_path}: unknown journal version "
                                f"{data.get('version') if isinstance(data, dict) else data!r}")
-        shape = _shape_problem(data)
-        if shape:
-            raise JournalError(
-                f"{self.journal_path} is damaged ({shape}); the original values it held "
-                "cannot be trusted. Move it aside to start afresh (halotune will not guess).")
+        # The checksum first: an edit is named as one, whatever it broke.
+        problem = (journal_check.checksum_problem(data) or _shape_problem(data)
+                   or journal_check.value_problem(data))
+        if problem:
+            raise self._damaged(problem)
         if data.get("root") != root:
             raise JournalError(f"{self.journal_path} belongs to root {data.get('root')!r}, not "
                                f"{root!r}: use --state-dir to keep each root's state apart")
         return Journal(root=data["root"], baseline=data.get("baseline") or {},
                        active=data.get("active"), txn=data.get("txn"))
 
+    def _damaged(self, why: str) -> JournalError:
+        return JournalError(
+            f"{self.journal_path} is damaged ({why}); the original values it holds cannot be "
+            "trusted, so halotune will not write them back (it will not guess). Check the "
+            "machine's settings by hand (halotune status), then move the file aside (e.g. "
+            f"mv {self.journal_path} {self.journal_path}.damaged) to start afresh.")
+
     def save(self, journal: Journal) -> None:
         """Durably replace the journal. Raises OSError (ENOSPC...): callers must not write to
         the machine without a journal."""
         durable.ensure_dir(self.path, mode=0o750)
-        durable.write_json(self.journal_path, asdict(journal))
+        durable.write_json(self.journal_path, journal_check.sealed(asdict(journal)))
 
     # --- one writer at a time ----------------------------------------------------------------
     def lock(self, wait_s: float = 0.0) -> None:

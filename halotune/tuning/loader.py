@@ -17,8 +17,9 @@ NAME (the whole file is replaced, keys are not merged across directories):
 A profile is resolved through its `inherits` chain (child first). Keys are overridden one by one:
 a child that sets power.stapm_w keeps every other key of its parent. Single-file rules (key
 names, types, choices, fixed ranges) are checked by halotune.tuning.schema (pydantic, imported
-only when a file is validated); rules that involve several keys are checked here on the merged
-profile and name the file that set the offending value.
+only when a file is validated; its choices and ranges come from the tunables); rules that involve
+several keys are asked to the tunables that own them (Tunable.check_profile_values) on the
+merged profile, and the error names the file that set the offending value.
 
 Every ProfileError reads `<file>: <key> = <value>: <what is allowed>`, for example
 `profiles/llm-max.toml: power.stapm_w = 150: must be between 45 and 120`.
@@ -43,7 +44,6 @@ DEFAULT_ADMIN_DIR = "/etc/halotune/profiles"
 SHIPPED_DISPLAY_DIR = "profiles"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 
-TDP_KEYS = ("power.stapm_w", "power.slow_w", "power.fast_w")
 _REQUIRES = ("gfx_target", "device_id")
 _NOT_MERGED = ("description", "inherits", "restore_baseline")
 
@@ -147,6 +147,16 @@ class ResolvedProfile:
     max_w: float | None = None
     max_w_source: str | None = None
     power_profile_required: bool = False
+
+    def is_required(self, key: str) -> bool:
+        """Whether the profile marks tunable `key` required: a machine that cannot take it is
+        an error, not a skipped row."""
+        attr = REQUIRED_FLAGS.get(key)
+        return bool(attr and getattr(self, attr))
+
+
+# Tunable key -> the ResolvedProfile attribute holding its "required" flag.
+REQUIRED_FLAGS = {"gpu.power_profile": "power_profile_required"}
 
 
 def check_requirements(profile: ResolvedProfile, gfx_targets: list[str],
@@ -435,17 +445,10 @@ def _parse(entry: _Entry, cache: dict) -> dict:
 
 
 def _check_merged(m: dict, sources: dict, depth: dict) -> None:
-    """Rules that involve several keys, on the merged profile. The error names the file that
-    set the offending value: of two conflicting keys, the one set nearer the requested profile
-    (the child) is blamed; on a tie, the first named."""
+    """Rules that involve several keys, on the merged profile, asked to the tunables that own
+    them (check_profile_values: no machine is read). The error names the file that set the
+    offending value (_FileBlame)."""
     fv = format_value
-
-    def blame(a: str, b: str) -> str:
-        return a if depth[sources[a]] <= depth[sources[b]] else b
-
-    def where(other: str, blamed: str) -> str:
-        src = sources[other]
-        return "" if src == sources[blamed] else f", set in {src}"
 
     def err(key: str, message: str) -> ProfileError:
         return ProfileError(sources[key], key, m[key], message)
@@ -453,39 +456,26 @@ def _check_merged(m: dict, sources: dict, depth: dict) -> None:
     if "power.max_w" in m and "power.max_w_source" not in m:
         raise err("power.max_w", f"needs power.max_w_source (say where a limit above "
                                  f"{fv(limits.TDP_MAX_W)} W comes from)")
-    ceiling = m.get("power.max_w", limits.TDP_MAX_W)
-    for k in TDP_KEYS:
-        if k in m and not limits.TDP_MIN_W <= m[k] <= ceiling:
-            raise err(k, f"must be between {fv(limits.TDP_MIN_W)} and {fv(ceiling)}")
-    for hi, lo in (("power.slow_w", "power.stapm_w"), ("power.fast_w", "power.slow_w"),
-                   ("power.fast_w", "power.stapm_w")):
-        _order_rule(m, hi, lo, blame, where, err)
+    # Every other rule lives once, in its tunable; the first problem in write order wins.
+    from halotune.tuning.tunables import all_tunables
 
-    level = "gpu.performance_level"
-    for k in ("gpu.sclk_min_mhz", "gpu.sclk_max_mhz"):
-        if k in m and m.get(level) != "manual":
-            if level not in m:
-                raise err(k, f'needs {level} = "manual" (it is not set)')
-            if blame(k, level) == k:
-                raise err(k, f'needs {level} = "manual" (it is {fv(m[level])}{where(level, k)})')
-            raise err(level, f'must be "manual": {k} is set ({fv(m[k])}{where(k, level)})')
-    _order_rule(m, "gpu.sclk_max_mhz", "gpu.sclk_min_mhz", blame, where, err)
-
-    if m.get("gpu.power_profile_required") and "gpu.power_profile" not in m:
-        raise err("gpu.power_profile_required", "needs gpu.power_profile")
-
-    gov, epp = "cpu.governor", "cpu.epp"
-    if m.get(gov) == "performance" and epp in m and m[epp] != "performance":
-        # amd-pstate returns EBUSY for any other EPP under the performance governor.
-        if blame(epp, gov) == epp:
-            raise err(epp, f'the performance governor accepts only "performance" '
-                           f'({gov} = "performance"{where(gov, epp)})')
-        raise err(gov, f'accepts only {epp} = "performance" (it is {fv(m[epp])}'
-                       f'{where(epp, gov)})')
+    rules = _FileBlame(sources, depth)
+    for t in sorted(all_tunables(), key=lambda t: (t.apply_rank, t.name)):
+        problems = t.check_profile_values(m, rules)
+        if problems:
+            raise err(problems[0].key, problems[0].message)
 
 
-def _order_rule(m, hi, lo, blame, where, err) -> None:
-    if hi in m and lo in m and m[hi] < m[lo]:
-        if blame(hi, lo) == hi:
-            raise err(hi, f"must be at least {lo} ({format_value(m[lo])}{where(lo, hi)})")
-        raise err(lo, f"must be at most {hi} ({format_value(m[hi])}{where(hi, lo)})")
+class _FileBlame:
+    """Of two conflicting keys, the one set nearer the requested profile (the child) is
+    blamed; on a tie, the first named. `where` names the other key's file when it differs."""
+
+    def __init__(self, sources: dict, depth: dict):
+        self.sources, self.depth = sources, depth
+
+    def pick(self, a: str, b: str) -> str:
+        return a if self.depth[self.sources[a]] <= self.depth[self.sources[b]] else b
+
+    def where(self, other: str, blamed: str) -> str:
+        src = self.sources[other]
+        return "" if src == self.sources[blamed] else f", set in {src}"

@@ -1,9 +1,11 @@
 """The shape of one profile file, checked by pydantic (extra="forbid", strict types).
 
 This module checks ONE file on its own: key names, types, choices and the ranges that do not
-depend on other keys. The rules that involve several keys or the inheritance chain (the TDP
-ceiling set by power.max_w, fast >= slow >= stapm, sclk_* needing the "manual" level, ...)
-need the merged profile and live in halotune.tuning.loader.
+depend on other keys. Choices and ranges are the tunables' own (gpu_level.LEVELS,
+cpu_epp.ALL_EPP, thp.CHOICES, each sysctl tunable's range): defined once, there. The rules that
+involve several keys or the inheritance chain (the TDP ceiling set by power.max_w, fast >= slow
+>= stapm, sclk_* needing the "manual" level, ...) need the merged profile: the loader asks the
+tunables (Tunable.check_profile_values).
 
 pydantic is imported here at module level; halotune.tuning.loader imports this module only
 inside the functions that validate a file, so listing profile names stays pydantic-free and the
@@ -23,15 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from halotune.tuning import limits
 from halotune.tuning.loader import format_key
+from halotune.tuning.tunables import cpu_epp, gpu_level, sysctl, thp
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
-# Choices the kernel accepts (strix-halo-interfaces.md §1.4, amd-pstate.rst, the THP ABI).
-PERFORMANCE_LEVELS = ("auto", "low", "high", "manual", "profile_standard", "profile_min_sclk",
-                      "profile_min_mclk", "profile_peak")
-EPP_CHOICES = ("default", "performance", "balance_performance", "balance_power", "power")
-THP_ENABLED = ("always", "madvise", "never")
-THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
+# Choices the kernel accepts, as the tunables that write them define them.
+PERFORMANCE_LEVELS = tuple(gpu_level.LEVELS)
+EPP_CHOICES = tuple(cpu_epp.ALL_EPP)
+THP_ENABLED = thp.CHOICES["enabled"]
+THP_DEFRAG = thp.CHOICES["defrag"]
+# Each sysctl key's (lo, hi), from its tunable.
+SYSCTL_RANGES = {t.key: t.valid for t in sysctl.TUNABLES}
 
 _ONE_LINE = r"^[^\r\n]*\S[^\r\n]*$"
 _WORD = r"^[a-z0-9][a-z0-9_+-]*$"
@@ -122,16 +126,15 @@ class Memory(_Section):
     gtt_gib: Optional[float] = Field(None, allow_inf_nan=False, gt=0)
 
 
+def _sysctl(name: str):
+    lo, hi = SYSCTL_RANGES[f"sysctl.{name}"]
+    return Field(None, alias=name, ge=lo, le=hi)
+
+
 class Sysctl(_Section):
-    vm_swappiness: Optional[int] = Field(None, alias="vm.swappiness",
-                                         ge=limits.SWAPPINESS_RANGE[0],
-                                         le=limits.SWAPPINESS_RANGE[1])
-    vm_compaction_proactiveness: Optional[int] = Field(
-        None, alias="vm.compaction_proactiveness",
-        ge=limits.COMPACTION_PROACTIVENESS_RANGE[0], le=limits.COMPACTION_PROACTIVENESS_RANGE[1])
-    kernel_numa_balancing: Optional[int] = Field(None, alias="kernel.numa_balancing",
-                                                 ge=limits.NUMA_BALANCING_RANGE[0],
-                                                 le=limits.NUMA_BALANCING_RANGE[1])
+    vm_swappiness: Optional[int] = _sysctl("vm.swappiness")
+    vm_compaction_proactiveness: Optional[int] = _sysctl("vm.compaction_proactiveness")
+    kernel_numa_balancing: Optional[int] = _sysctl("kernel.numa_balancing")
 
 
 class Thp(_Section):

@@ -744,9 +744,9 @@ def mid_transaction(sim):
     return sim, path, good
 
 
-def _refuses_cleanly(sim, path: str, content: bytes, ctx: str) -> list[str]:
-    """apply / rollback / recover on a damaged journal: exit 2, the file named, nothing
-    written, the file left for inspection."""
+def _refuses_cleanly(sim, path: str, content: bytes, ctx: str, says: str = "") -> list[str]:
+    """apply / rollback / recover on a damaged journal: exit 2, the file named (and `says`),
+    nothing written, the file left for inspection."""
     problems = []
     with open(path, "wb") as f:
         f.write(content)
@@ -757,7 +757,7 @@ def _refuses_cleanly(sim, path: str, content: bytes, ctx: str) -> list[str]:
         except Exception:  # noqa: BLE001 - a traceback is the failure being counted
             problems.append(f"{ctx}: {args[0]} raised\n{traceback.format_exc()[-800:]}")
             continue
-        if rc != 2 or path not in out:
+        if rc != 2 or path not in out or says not in out:
             problems.append(f"{ctx}: {args[0]} exit {rc}, message {out[-300:]!r}")
     if len(writes(sim.root)) != n or tree_digest(sim.root) != before:
         problems.append(f"{ctx}: the machine was written")
@@ -810,21 +810,46 @@ WRONG_SHAPES = {
 }
 
 
-def test_journal_of_the_wrong_shape_is_refused_cleanly(mid_transaction):
+# Valid JSON of the right shape whose values no restore may write (an edit, a flipped byte).
+WRONG_VALUES = {
+    "TDP original 900 W": lambda j: _set_state(j, "power.stapm_w", 900.0),
+    "governor a list": lambda j: _set_state(j, "cpu.governor", ["performance"]),
+    "EPP not a choice": lambda j: _set_state(j, "cpu.epp", {"policy0": "turbo"}),
+    "swappiness a string": lambda j: _set_state(j, "sysctl.vm.swappiness", "60"),
+    "txn.before TDP NaN": lambda j: {**j, "txn": {**j["txn"], "before": {
+        **j["txn"]["before"], "power.fast_w": float("nan")}}},
+    "txn.targets policy renamed": lambda j: {**j, "txn": {**j["txn"], "targets": {
+        **j["txn"]["targets"], "cpu.governor": {"cpu0": "performance"}}}},
+}
+
+
+def _set_state(j: dict, key: str, state) -> dict:
+    assert key in j["baseline"], sorted(j["baseline"])
+    return {**j, "baseline": {**j["baseline"], key: {**j["baseline"][key], "state": state}}}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["checksum", "legacy"])
+def test_journal_of_the_wrong_shape_is_refused_cleanly(mid_transaction, legacy):
+    """With the checksum, any edit is refused as one; a legacy journal (no checksum, written
+    by an earlier halotune) is refused by the shape and value checks."""
     sim, path, good = mid_transaction
     j = json.loads(good)
+    assert j.get("checksum", "").startswith("sha256:")
+    if legacy:
+        del j["checksum"]
     problems = []
-    for name, damage in WRONG_SHAPES.items():
+    for name, damage in {**WRONG_SHAPES, **WRONG_VALUES}.items():
         content = (json.dumps(damage(j), indent=1) + "\n").encode()
-        problems += _refuses_cleanly(sim, path, content, name)
+        problems += _refuses_cleanly(sim, path, content, name, "checksum" if not legacy else "")
     assert not problems, "\n".join(problems)
 
 
 def test_journal_bytes_flipped_never_lose_control(mid_transaction):
     """Random single-byte corruption of a mid-transaction journal, then `recover`. Most flips
-    break the JSON (a clean refusal); flips inside a value keep it valid (a changed original:
-    restored as read, or refused by the kernel's rules). Outcomes are counted; a traceback
-    fails the test (a renamed policy in a state once raised KeyError in cpu_boost)."""
+    break the JSON (a clean refusal); flips inside a value keep it valid JSON, and the checksum
+    refuses them (before it, a changed original was restored as read). Outcomes are counted;
+    a traceback fails the test (a renamed policy in a state once raised KeyError in
+    cpu_boost), and so does a flip accepted with the machine left other than the original."""
     sim, path, good = mid_transaction
     crashed = (capture(sim.root), capture(sim.state))
     rng = random.Random(SEED + 4)
@@ -840,7 +865,7 @@ def test_journal_bytes_flipped_never_lose_control(mid_transaction):
             kind = f"exit {rc}"
             if rc == 0 and tree_digest(sim.root) != sim.original:
                 # A flip inside a value (a boot id, a number) is valid JSON that no longer
-                # says what the machine had: accepted silently (the journal has no checksum).
+                # says what the machine had: the checksum must have refused it.
                 kind = "exit 0, machine not the original"
         except Exception as e:  # noqa: BLE001
             kind = f"traceback {type(e).__name__}"
@@ -853,6 +878,7 @@ def test_journal_bytes_flipped_never_lose_control(mid_transaction):
     record("crash: journal bytes flipped", runs=sum(outcomes.values()), outcomes=outcomes,
            tracebacks=sum(v for k, v in outcomes.items() if k.startswith("traceback")))
     assert not [k for k in outcomes if k.startswith("traceback")], outcomes
+    assert "exit 0, machine not the original" not in outcomes, outcomes
 
 
 def test_journal_deleted_mid_transaction(mid_transaction):

@@ -34,6 +34,19 @@ class InvalidTarget(Exception):
         self.key, self.value, self.message = key, value, message
 
 
+class Blame:
+    """How a static check words a rule between two keys of a merged profile. The loader passes
+    one that knows which file set each key (the key set nearer the requested profile is
+    blamed; `where` says ", set in FILE" when the other key comes from another file); this
+    default blames the first key and names no file (profiles built in code)."""
+
+    def pick(self, a: str, b: str) -> str:
+        return a
+
+    def where(self, other: str, blamed: str) -> str:
+        return ""
+
+
 class WriteFailed(Exception):
     def __init__(self, key: str, path: str, value: str, reason: str):
         super().__init__(f"{key}: writing {value!r} to {path} failed: {reason}")
@@ -48,6 +61,7 @@ class Context:
     ryzenadj: RyzenAdj
     settle_s: float = 0.0                     # wait after writes that make firmware re-send limits
     force: bool = False                       # --force: allow what is refused by default
+    tdp_max_w: float | None = None            # the profile's TDP ceiling (power.max_w), per plan
     cache: dict = field(default_factory=dict)
     writes: list[tuple[str, str]] = field(default_factory=list)
 
@@ -107,6 +121,25 @@ class Tunable:
 
     def unavailable(self, ctx: Context) -> str | None:
         """Why this machine cannot take it (None = available)."""
+        return None
+
+    def unavailable_note(self, reason: str) -> str | None:
+        """What to tell the user when a profile sets this tunable and the machine cannot take
+        it (`reason` from unavailable): a way out. None: the skipped row says enough."""
+        return None
+
+    # --- static checks: no machine is read -------------------------------------------------
+    def check_profile_values(self, values: dict[str, Any], blame: Blame | None = None
+                             ) -> list[InvalidTarget]:
+        """Rules on a merged profile's values (all keys, meta keys included) that need no
+        machine: choices, fixed ranges, rules between keys. The loader calls it before any
+        machine is read; the engine for profiles built in code."""
+        return []
+
+    def check_restore_state(self, key: str, state: State) -> str | None:
+        """Why a journaled state of `key` must not be written back (wrong type, outside what a
+        restore may write), or None. A restore writes what was read from the machine, so the
+        limits are the kernel interface's, not a profile's."""
         return None
 
     def read(self, ctx: Context) -> dict[str, State]:
@@ -169,3 +202,53 @@ def show_state(state: State) -> str:
 
 def choices_error(key: str, value, choices: list[str], where: str) -> InvalidTarget:
     return InvalidTarget(key, value, f"must be one of {', '.join(choices)} ({where})")
+
+
+def order_error(values: dict, hi: str, lo: str, blame: Blame) -> InvalidTarget | None:
+    """The rule `values[hi] >= values[lo]`, worded against the key `blame` picks."""
+    from halotune.tuning.loader import format_value as fv
+
+    if hi in values and lo in values and values[hi] < values[lo]:
+        if blame.pick(hi, lo) == hi:
+            return InvalidTarget(hi, values[hi], f"must be at least {lo} ({fv(values[lo])}"
+                                                 f"{blame.where(lo, hi)})")
+        return InvalidTarget(lo, values[lo], f"must be at most {hi} ({fv(values[hi])}"
+                                             f"{blame.where(hi, lo)})")
+    return None
+
+
+# --- helpers for check_restore_state --------------------------------------------------------
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def restore_choice(state, choices, what: str) -> str | None:
+    """None or one of `choices`."""
+    if state is None or (isinstance(state, str) and state in choices):
+        return None
+    return f"must be one of {', '.join(choices)} ({what})"
+
+
+def restore_per_policy(state, check, names=r"policy\d+") -> str | None:
+    """A per-policy state: {"policyN": value} (or None: nothing read), each value checked by
+    `check(value) -> str | None`."""
+    import re
+
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        return "must be a table of cpufreq policies ({\"policy0\": ...})"
+    for name, v in state.items():
+        if not isinstance(name, str) or not re.fullmatch(names, name):
+            return f"{name!r} is not a cpufreq policy"
+        why = check(v)
+        if why:
+            return f"{name}: {why}"
+    return None

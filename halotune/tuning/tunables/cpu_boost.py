@@ -6,7 +6,7 @@ touch their flag (cpufreq_boost_trigger_state: for_each_active_policy)."""
 from __future__ import annotations
 
 from halotune.tuning.tunables import cpufreq
-from halotune.tuning.tunables.base import Tunable, WriteFailed
+from halotune.tuning.tunables.base import Tunable, WriteFailed, restore_per_policy
 
 KEY = "cpu.boost"
 GLOBAL = f"{cpufreq.CPUFREQ}/boost"
@@ -30,6 +30,12 @@ class CpuBoost(Tunable):
 
     def unavailable(self, ctx):
         return None if self._files(ctx) else "no cpufreq boost control on this kernel/driver"
+
+    def check_restore_state(self, key, state):
+        def check(v):
+            return None if v is None or (v in (0, 1) and not isinstance(v, bool)) \
+                else "must be 0 or 1"
+        return restore_per_policy(state, check, names=r"global|policy\d+")
 
     def read(self, ctx):
         return {KEY: {name: ctx.fs.read_int(rel) for name, rel in self._files(ctx).items()}}

@@ -15,7 +15,8 @@ Policies of offline CPUs are left alone (see cpufreq.py).
 from __future__ import annotations
 
 from halotune.tuning.tunables import cpufreq
-from halotune.tuning.tunables.base import InvalidTarget, Tunable, choices_error
+from halotune.tuning.tunables.base import (Blame, InvalidTarget, Tunable, choices_error,
+                                           restore_per_policy)
 
 KEY = "cpu.epp"
 ALL_EPP = ["default", "performance", "balance_performance", "balance_power", "power"]
@@ -34,6 +35,23 @@ class CpuEpp(Tunable):
         if not ctx.fs.exists(f"{cpufreq.CPUFREQ}/{pols[0]}/energy_performance_preference"):
             return "no energy_performance_preference (amd-pstate not in active/EPP mode)"
         return None
+
+    def check_profile_values(self, values, blame=None):
+        """amd-pstate answers EBUSY to any EPP but performance under the performance governor."""
+        from halotune.tuning.loader import format_value as fv
+
+        blame, gov = blame or Blame(), "cpu.governor"
+        if values.get(gov) == "performance" and KEY in values and values[KEY] != "performance":
+            if blame.pick(KEY, gov) == KEY:
+                return [InvalidTarget(KEY, values[KEY], f'the performance governor accepts only '
+                                      f'"performance" ({gov} = "performance"{blame.where(gov, KEY)})')]
+            return [InvalidTarget(gov, values[gov], f'accepts only {KEY} = "performance" (it is '
+                                  f'{fv(values[KEY])}{blame.where(KEY, gov)})')]
+        return []
+
+    def check_restore_state(self, key, state):
+        return restore_per_policy(state, lambda v: None if v is None or v in ALL_EPP else
+                                  "must be one of " + ", ".join(ALL_EPP))
 
     def read(self, ctx):
         return {KEY: cpufreq.read_each(ctx, "energy_performance_preference")}

@@ -5,7 +5,7 @@ of offline CPUs are left alone (see cpufreq.py)."""
 from __future__ import annotations
 
 from halotune.tuning.tunables import cpufreq
-from halotune.tuning.tunables.base import Tunable, choices_error
+from halotune.tuning.tunables.base import Tunable, choices_error, restore_per_policy
 
 KEY = "cpu.governor"
 
@@ -19,6 +19,12 @@ class CpuGovernor(Tunable):
 
     def unavailable(self, ctx):
         return None if cpufreq.policies(ctx) else "no cpufreq policies (cpufreq disabled?)"
+
+    def check_restore_state(self, key, state):
+        import re
+
+        return restore_per_policy(state, lambda v: None if isinstance(v, str) and re.fullmatch(
+            r"[a-z0-9][a-z0-9_]*", v) else "must be a governor name")
 
     def read(self, ctx):
         return {KEY: cpufreq.read_each(ctx, "scaling_governor")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from halotune.machine import parse
 from halotune.tuning.tunables import gpu
-from halotune.tuning.tunables.base import InvalidTarget, Tunable
+from halotune.tuning.tunables.base import Blame, InvalidTarget, Tunable, is_int, order_error
 
 MIN, MAX = "gpu.sclk_min_mhz", "gpu.sclk_max_mhz"
 
@@ -38,6 +38,28 @@ class GpuClockRange(Tunable):
         if od.range_min is None or od.sclk_max is None:
             return f"{ctx.fs.path(f)} has no OD_SCLK/OD_RANGE (overdrive unsupported)"
         return None
+
+    def check_profile_values(self, values, blame=None):
+        """OD edits need the `manual` level (EINVAL otherwise); min <= max."""
+        from halotune.tuning.loader import format_value as fv
+
+        blame, level = blame or Blame(), "gpu.performance_level"
+        for k in (MIN, MAX):
+            if k in values and values.get(level) != "manual":
+                if level not in values:
+                    return [InvalidTarget(k, values[k], f'needs {level} = "manual" (it is not set)')]
+                if blame.pick(k, level) == k:
+                    return [InvalidTarget(k, values[k], f'needs {level} = "manual" (it is '
+                                          f'{fv(values[level])}{blame.where(level, k)})')]
+                return [InvalidTarget(level, values[level], f'must be "manual": {k} is set '
+                                      f'({fv(values[k])}{blame.where(k, level)})')]
+        err = order_error(values, MAX, MIN, blame)
+        return [err] if err else []
+
+    def check_restore_state(self, key, state):
+        # OD_SCLK as read: MHz; the driver checks it against OD_RANGE on the write.
+        return None if state is None or (is_int(state) and state > 0) else \
+            "must be a positive integer of MHz"
 
     def read(self, ctx):
         od = self._od(ctx)

@@ -16,7 +16,7 @@ range, which is then the original one) and the OD range after it.
 from __future__ import annotations
 
 from halotune.tuning.tunables import gpu
-from halotune.tuning.tunables.base import Tunable, choices_error
+from halotune.tuning.tunables.base import Tunable, choices_error, restore_choice
 
 KEY = "gpu.performance_level"
 LEVELS = ["auto", "low", "high", "manual", "profile_standard", "profile_min_sclk",
@@ -39,6 +39,9 @@ class GpuPerformanceLevel(Tunable):
         if f is None:
             return "no AMD GPU found"
         return None if ctx.fs.exists(f) else f"{ctx.fs.path(f)} does not exist"
+
+    def check_restore_state(self, key, state):
+        return restore_choice(state, LEVELS, "power_dpm_force_performance_level")
 
     def read(self, ctx):
         return {KEY: ctx.fs.read_text(self._file(ctx))}

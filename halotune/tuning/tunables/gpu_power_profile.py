@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 
 from halotune.tuning.tunables import gpu
-from halotune.tuning.tunables.base import Tunable, choices_error
+from halotune.tuning.tunables.base import InvalidTarget, Tunable, choices_error
 
 KEY = "gpu.power_profile"
+REQUIRED = "gpu.power_profile_required"     # profile meta key: unavailable is an error
 _ROW = re.compile(r"^\s*(\d+)\s+([A-Z0-9_]+)\s*(\*)?")
 
 
@@ -43,6 +44,17 @@ class GpuPowerProfile(Tunable):
         if f is None or not ctx.fs.exists(f):
             return "not supported on this GPU (no pp_power_profile_mode; Strix Halo hides it)"
         return None
+
+    def check_profile_values(self, values, blame=None):
+        if values.get(REQUIRED) and KEY not in values:
+            return [InvalidTarget(REQUIRED, values[REQUIRED], "needs gpu.power_profile")]
+        return []
+
+    def check_restore_state(self, key, state):
+        # A mode name as parse_modes reads it from the table.
+        if state is None or (isinstance(state, str) and re.fullmatch(r"[A-Z0-9_]+", state)):
+            return None
+        return "must be a power profile mode name from pp_power_profile_mode (e.g. COMPUTE)"
 
     def read(self, ctx):
         return {KEY: parse_modes(ctx.fs.read_text(self._file(ctx)))[1]}

@@ -93,6 +93,12 @@ class GttSize(Tunable):
                 "override"))
         return {KEY: render(module, pages, gib)}
 
+    def check_restore_state(self, key, state):
+        # The file's bytes as read (at most 64 KiB), or None: no file.
+        if state is None or (isinstance(state, str) and len(state) <= 1 << 16):
+            return None
+        return "must be the text of halotune-gtt.conf (at most 64 KiB) or null (no file)"
+
     def write(self, ctx, states, current):
         ctx.write_config(KEY, CONF, states[KEY])
 

@@ -57,6 +57,14 @@ class PlatformProfile(Tunable):
             return f"{ctx.fs.path(PROFILE)} does not exist (no platform profile driver)"
         return None
 
+    def check_restore_state(self, key, state):
+        import re
+
+        # One word as the file reads (low-power, balanced, performance, custom...).
+        if state is None or (isinstance(state, str) and re.fullmatch(r"[a-z0-9][a-z0-9_+-]*", state)):
+            return None
+        return "must be one platform profile name (one lowercase word)"
+
     def read(self, ctx):
         devices = handlers(ctx)
         if len(devices) < 2:       # one handler (or a kernel before 6.14): the legacy file

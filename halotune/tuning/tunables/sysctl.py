@@ -8,7 +8,7 @@ integer per file.
 from __future__ import annotations
 
 from halotune.tuning import limits
-from halotune.tuning.tunables.base import InvalidTarget, Tunable
+from halotune.tuning.tunables.base import InvalidTarget, Tunable, is_int
 
 
 class Sysctl(Tunable):
@@ -26,11 +26,23 @@ class Sysctl(Tunable):
     def read(self, ctx):
         return {self.key: ctx.fs.read_int(self.rel)}
 
+    def _why_not(self, v) -> str | None:
+        lo, hi = self.valid
+        return None if is_int(v) and lo <= v <= hi else f"must be an integer between {lo} and {hi}"
+
+    def check_profile_values(self, values, blame=None):
+        why = self._why_not(values[self.key]) if self.key in values else None
+        return [InvalidTarget(self.key, values[self.key], why)] if why else []
+
+    def check_restore_state(self, key, state):
+        # The kernel holds the same range for what it reports as for what it accepts.
+        return None if state is None else self._why_not(state)
+
     def plan(self, ctx, targets, planned, current):
         v = targets[self.key]
-        lo, hi = self.valid
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise InvalidTarget(self.key, v, f"must be an integer between {lo} and {hi}")
+        why = self._why_not(v)
+        if why:
+            raise InvalidTarget(self.key, v, why)
         return {self.key: v}
 
     def write(self, ctx, states, current):

@@ -7,9 +7,14 @@ one in brackets (`always [madvise] never`); write one bare word.
 from __future__ import annotations
 
 from halotune.machine import parse
-from halotune.tuning.tunables.base import Tunable, choices_error
+from halotune.tuning.tunables.base import Tunable, choices_error, restore_choice
 
 THP = "sys/kernel/mm/transparent_hugepage"
+# Every choice the kernel offers (mm/huge_memory.c, enabled_store / defrag_store; the THP ABI
+# in Documentation/admin-guide/mm/transhuge.rst): the schema's choices, and what a restore may
+# write.
+CHOICES = {"enabled": ("always", "madvise", "never"),
+           "defrag": ("always", "defer", "defer+madvise", "madvise", "never")}
 
 
 class Thp(Tunable):
@@ -25,6 +30,9 @@ class Thp(Tunable):
 
     def unavailable(self, ctx):
         return None if ctx.fs.exists(self.rel) else "transparent hugepages not built into this kernel"
+
+    def check_restore_state(self, key, state):
+        return restore_choice(state, CHOICES[self.attr], self.rel)
 
     def read(self, ctx):
         return {self.key: parse.parse_bracket_choice(ctx.fs.read_text(self.rel))[0]}
