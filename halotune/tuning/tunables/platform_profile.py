@@ -60,10 +60,19 @@ class PlatformProfile(Tunable):
     def check_restore_state(self, key, state):
         import re
 
-        # One word as the file reads (low-power, balanced, performance, custom...).
-        if state is None or (isinstance(state, str) and re.fullmatch(r"[a-z0-9][a-z0-9_+-]*", state)):
+        # One word as the file reads (low-power, balanced, performance, custom...), or with
+        # several handlers (Linux >= 6.14) one such word per handler name.
+        def word(v) -> bool:
+            return isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9_+-]*", v) is not None
+
+        if state is None or word(state):
             return None
-        return "must be one platform profile name (one lowercase word)"
+        if isinstance(state, dict) and state and all(
+                isinstance(h, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", h) and word(v)
+                for h, v in state.items()):
+            return None
+        return ("must be one platform profile name (one lowercase word), or a table of one "
+                "such name per handler")
 
     def read(self, ctx):
         devices = handlers(ctx)
