@@ -80,8 +80,8 @@ def test_doctor_and_daemon_read_the_same_table(sim_tree, host_llama_server):
     assert host_llama_server in Facts(fs).processes
     sources = Sources.open(fs)
     try:
-        assert [p.pid for p in sources.processes.matching(["llama-server"])] == \
-            [host_llama_server]
+        # Other llama-servers may run on the host (another test's): ours must be among them.
+        assert host_llama_server in [p.pid for p in sources.processes.matching(["llama-server"])]
     finally:
         sources.close()
 
