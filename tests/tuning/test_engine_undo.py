@@ -22,8 +22,9 @@ import pytest
 from halotune.machine.rootfs import RootFS
 from halotune.sim.reboot import reboot
 from halotune.sim.tree import lay_out
+from halotune.tuning.journal import StateDir
 
-from .conftest import (CPUFREQ, assert_same_tree, drop_ttm_from_cmdline, live_states,
+from .conftest import (CPUFREQ, assert_same_tree, boot_id, drop_ttm_from_cmdline, live_states,
                        make_profile, read_file, read_journal, scratch_dir, tree_snapshot,
                        write_plain, writes)
 
@@ -194,8 +195,14 @@ def test_reboot_keeps_the_deadline_of_boot_time_keys(root, state_dir, engine_for
     assert engine_for(root).apply(gtt_profile, confirm_s=600).ok
     deadline = read_journal(state_dir)["active"]["confirm_deadline"]
     reboot(root)
+    RootFS(root).write_text("proc/sys/vm/swappiness", "30")     # this boot's sysctl.d value
     rebooted = tree_snapshot(root)
     n = len(writes(root))
+    # What every mutating command does first: forget the old boot's runtime originals.
+    journal = StateDir(state_dir).load(root)
+    journal.forget_other_boots(boot_id(root))
+    assert journal.active["confirm_deadline"] == deadline
+    assert set(journal.active["revert"]["states"]) == {"memory.gtt_gib"}
     assert engine_for(root).verify().profile == "big-gtt"
     out = engine_for(root).revert_unconfirmed(deadline)
     assert out.ok and "reverted" in out.summary, out
