@@ -125,6 +125,8 @@ class Daemon:
             out = await self._in_engine(lambda: self._engine().recover())
             if out.rows:
                 self.events.add("rollback", "recovered an unfinished change: " + out.summary)
+            if not out.ok:
+                self.events.add("error", "recovery incomplete: " + "; ".join(out.warnings))
         except Exception as e:  # noqa: BLE001 - a broken journal must not stop monitoring
             self.events.add("error", f"journal recovery failed: {e}")
         self._refresh_active()

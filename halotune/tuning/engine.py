@@ -7,6 +7,10 @@ level `manual` before OD edits on apply, OD reset before the level on rollback).
 
 Every write is preceded by a durable journal entry holding the original value, and followed
 by a journal update saying it completed, so a crash at any point is undone by `recover`.
+
+One undo path (`_undo`) serves a failed apply, rollback, recover and the revert of an
+unconfirmed apply: what it cannot put back is named, makes the command exit 2, and stays in
+the journal under an open transaction for the next `recover`.
 """
 
 from __future__ import annotations
@@ -441,7 +445,9 @@ class Engine:
                        "firmware changed them): " + ", ".join(r.key for r in drift))
         if journal.active.get("confirm_deadline"):
             left = journal.active["confirm_deadline"] - time.time()
-            out.notes.append(f"waiting for `halotune confirm` ({max(0, left):.0f} s left)")
+            out.notes.append(f"waiting for `halotune confirm` ({left:.0f} s left)" if left > 0 else
+                             "not confirmed in time and not reverted yet (no reverter ran): "
+                             "`halotune recover` reverts it")
         return out
 
     # --- rollback, recover, confirm ------------------------------------------------------------

@@ -5,8 +5,10 @@ completed write, so a crash at any point leaves a journal that says exactly what
 
     baseline  key -> {"state", "boot_id", "boot_time"}: originals, captured once and kept
               until a rollback completes (applying B over A keeps A's originals)
-    active    the applied profile: name, target states, boot_id, confirm deadline
-    txn       an apply or rollback in progress: plan order, targets, keys done, pid
+    active    the applied profile: name, target states, boot_id, confirm deadline (kept
+              across a reboot when the profile holds boot-time keys)
+    txn       an apply or rollback in progress: plan order, targets, keys done, pid; a
+              rollback that could not put every key back stays open with them in `failed`
 """
 
 from __future__ import annotations

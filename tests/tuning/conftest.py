@@ -227,7 +227,7 @@ def live_states(root: str) -> dict[str, object]:
         states[f"power.{key}_w"] = lim[f"{key}_mw"] / 1000
     for attr in ("enabled", "defrag"):
         text = read_file(root, f"sys/kernel/mm/transparent_hugepage/{attr}")
-        states[f"thp.{attr}"] = re.search(r"\[(\w+)\]", text).group(1)
+        states[f"thp.{attr}"] = re.search(r"\[([^]]+)\]", text).group(1)
     return states
 
 
