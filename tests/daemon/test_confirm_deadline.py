@@ -99,3 +99,14 @@ def test_restart_after_the_deadline_reverts_at_once(start_daemon, sim_root):
     wait_for(lambda: _journal(d.state_dir)["active"] is None, 10.0,
              what="the revert of a deadline that passed while the daemon was down")
     assert machine_digest(sim_root) == original
+
+
+def test_restart_does_not_apply_the_default_profile_over_a_pending_confirmation(start_daemon):
+    """The default profile waits: applying it would replace the profile on trial and drop its
+    deadline. The trial ends by its revert, as without a restart."""
+    d, _deadline = _apply_then_kill(start_daemon, 3)
+    d2 = start_daemon(NO_RESTORE + 'default_profile = "quiet"\n', state_dir=d.state_dir)
+    assert d2.profile() == "llm-max"
+    assert not d2.events("apply")
+    d2.wait_event(lambda e: e["kind"] == "revert" and "was reverted" in e["message"], 15.0,
+                  what="the revert of llm-max")
