@@ -446,8 +446,8 @@ class Engine:
         if journal.active.get("confirm_deadline"):
             left = journal.active["confirm_deadline"] - time.time()
             out.notes.append(f"waiting for `halotune confirm` ({left:.0f} s left)" if left > 0 else
-                             "not confirmed in time and not reverted yet (no reverter ran): "
-                             "`halotune recover` reverts it")
+                             "waiting for `halotune confirm` (the deadline has passed: the revert "
+                             "is due; `halotune recover` runs it if no reverter does)")
         return out
 
     # --- rollback, recover, confirm ------------------------------------------------------------
