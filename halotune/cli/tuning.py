@@ -153,10 +153,25 @@ def confirm(args) -> int:
     return _emit(args, _engine(args).confirm())
 
 
+# Between two attempts of the detached reverter when another halotune holds the lock.
+REVERT_RETRY_S = 5.0
+
+
 @_guard
 def revert_unconfirmed(args) -> int:
+    """The detached reverter: at the deadline, revert unless confirmed or replaced. A busy
+    lock (a long apply, a hung writer) is waited out, attempt after attempt: giving up would
+    leave an unconfirmed profile applied for good."""
     import time
 
+    from halotune.tuning.journal import LockBusy
+
     time.sleep(max(0.0, args.deadline - time.time()))
-    _engine(args).revert_unconfirmed(args.deadline)
-    return exitcodes.OK
+    while True:
+        try:
+            outcome = _engine(args).revert_unconfirmed(args.deadline)
+        except LockBusy as e:
+            print(f"halotune: {e}; trying again", file=sys.stderr)
+            time.sleep(REVERT_RETRY_S)
+            continue
+        return exitcodes.OK if outcome.ok else exitcodes.NOT_READY

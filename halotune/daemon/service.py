@@ -140,13 +140,18 @@ class Daemon:
             out = await self._in_engine(lambda: self._engine().recover())
             if out.rows:
                 self.events.add("rollback", "recovered an unfinished change: " + out.summary)
+            if not out.ok:
+                self.events.add("error", "recovery incomplete: " + "; ".join(out.warnings))
         except Exception as e:  # noqa: BLE001 - a broken journal must not stop monitoring
             self.events.add("error", f"journal recovery failed: {getattr(e, 'message', e)}")
         self._refresh_active()
+        # A confirmation pending from before this start (a daemon restart, a reboot with a
+        # boot-time key): its revert is scheduled again, at once if the deadline has passed.
+        pending = self._arm_confirm_deadline()
         name = self.config.daemon.default_profile
         if name and self.degraded:
             self.events.add("error", f"default profile {name} not applied: {self.degraded}")
-        elif name and self.sampler.devices and self.active_profile != name:
+        elif name and self.sampler.devices and self.active_profile != name and not pending:
             try:
                 await self.apply_profile(name, reason="default profile")
             except ApiError as e:        # a broken profile file: serve, and say why
@@ -408,19 +413,49 @@ class Daemon:
                                           dry_run=dry_run, confirm_s=confirm_s)
         if not dry_run and self.rules is not None:
             self.rules.note_manual(name, ok=bool(result.get("ok")))
-        if confirm_s and not dry_run and result.get("ok"):
-            asyncio.get_running_loop().call_later(confirm_s, self._confirm_deadline_passed)
+        if confirm_s and not dry_run:
+            # Armed whenever the engine armed it (drifted values included), not only on "ok".
+            self._arm_confirm_deadline()
         return result
+
+    def _pending_deadline(self) -> float | None:
+        from halotune.tuning.journal import StateDir
+        try:
+            journal = StateDir(self.state_dir).load(self.fs.root)
+        except Exception:  # noqa: BLE001 - a broken journal is reported by recover
+            return None
+        deadline = (journal.active or {}).get("confirm_deadline")
+        return deadline if isinstance(deadline, (int, float)) and deadline else None
+
+    def _arm_confirm_deadline(self) -> float | None:
+        """Schedule the revert of the confirmation the journal says is pending (if any)."""
+        deadline = self._pending_deadline()
+        if deadline is not None:
+            asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()),
+                                                  self._confirm_deadline_passed)
+        return deadline
 
     def _confirm_deadline_passed(self) -> None:
         async def revert():
-            from halotune.tuning.journal import StateDir
-            journal = StateDir(self.state_dir).load(self.fs.root)
-            deadline = (journal.active or {}).get("confirm_deadline")
-            if deadline and deadline <= time.time() + 0.5:
+            from halotune.tuning.journal import LockBusy
+            deadline = self._pending_deadline()
+            if not deadline or deadline > time.time() + 0.5:
+                return        # confirmed, replaced, or a later deadline (its own timer)
+            try:
                 out = await self._in_engine(lambda: self._engine().revert_unconfirmed(deadline))
-                self._refresh_active()
-                self.events.add("revert", out.summary)
+            except LockBusy as e:
+                self.events.add("error", f"confirm deadline: {e}; trying again in 5 s")
+                asyncio.get_running_loop().call_later(5.0, self._confirm_deadline_passed)
+                return
+            except Exception as e:  # noqa: BLE001 - reported; the journal keeps the deadline
+                self.events.add("error", f"revert of the unconfirmed profile failed: {e}")
+                return
+            self._refresh_active()
+            self.sampler.refresh_tdp()
+            self.verified = None
+            self.events.add("revert", out.summary)
+            if not out.ok:
+                self.events.add("error", "revert incomplete: " + "; ".join(out.warnings))
         asyncio.get_running_loop().create_task(revert())
 
     async def api_rollback(self, conn, params):

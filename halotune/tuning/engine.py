@@ -8,6 +8,10 @@ the range and only `manual` accepts OD edits).
 
 Every write is preceded by a durable journal entry holding the original value, and followed
 by a journal update saying it completed, so a crash at any point is undone by `recover`.
+
+One undo path (`_undo`) serves a failed apply, rollback, recover and the revert of an
+unconfirmed apply: what it cannot put back is named, makes the command exit 2, and stays in
+the journal under an open transaction for the next `recover`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from halotune.tuning.tunables.base import (Context, InvalidTarget, Tunable, Writ
                                            show_state)
 
 BOOT_ID = "proc/sys/kernel/random/boot_id"
+# How long one attempt of a confirm-deadline revert waits for the lock before trying again.
+REVERT_LOCK_WAIT_S = 30.0
 
 
 class EngineError(Exception):
@@ -124,10 +130,15 @@ class Engine:
         self.ctx.forget()
         targets = dict(profile.values)
         baseline = journal.baseline if journal else {}
-        # Keys an earlier profile set and this one leaves alone go back to their originals;
-        # side effects (journaled only so a rollback can undo them) are not re-asserted.
+        # Keys an earlier profile changed and this one leaves alone go back to their originals,
+        # side effects included (EPP forced by an earlier performance governor): governor before
+        # EPP, platform profile before TDP, by apply rank. A side effect of a tunable this
+        # profile sets stays this profile's (journaled only): the performance governor forces
+        # EPP again, a platform profile makes amd-pmf send its own limits.
+        caused = {k for key in targets if key in self.owner for k in self.owner[key].affects}
         restore = {k: e["state"] for k, e in baseline.items()
-                   if k not in targets and k in self.owner and not e.get("side_effect")}
+                   if k not in targets and k in self.owner
+                   and not (e.get("side_effect") and k in caused)}
         skipped: list[Row] = []
         notes: list[str] = []
         problems: list[str] = []
@@ -261,9 +272,7 @@ class Engine:
         note = ""
         if journal.txn is not None:
             txn = journal.txn
-            _rows, kept = self._restore(journal, journal.baseline)
-            journal.baseline, journal.active, journal.txn = kept, None, None
-            self._save(journal)
+            _rows, kept = self._undo(journal, dict(journal.baseline), None, Outcome("recover"))
             if kept:
                 raise EngineError("an unfinished transaction was found and these original values "
                                   "could not be restored: " + ", ".join(kept) +
@@ -285,7 +294,7 @@ class Engine:
             entry = journal.baseline.setdefault(i.key, {"state": i.current, "boot_id": boot_id,
                                                         "boot_time": i.tunable.boot_time,
                                                         "side_effect": i.journal_only})
-            if not i.journal_only:
+            if i.from_profile:
                 entry["side_effect"] = False     # now set by a profile: restored when left alone
         previous_active = journal.active
         journal.txn = {"id": uuid.uuid4().hex, "op": "apply", "profile": name, "pid": os.getpid(),
@@ -309,9 +318,14 @@ class Engine:
         except WriteFailed as e:
             out.ok = False
             out.warnings.append(str(e))
-            self._revert_txn(journal)
-            out.summary = f"apply of {name} failed and was undone: {e.reason}"
-            out.rows = [self._row(i, "undone") for i in items if i.changed]
+            rows, kept = self._revert_txn(journal, previous_active, out)
+            status = {r.key: r.status for r in rows}
+            out.rows = [self._row(i, status.get(i.key, "not restored") if i.key in kept
+                                  else "undone")
+                        for i in items if i.changed or i.key in kept]
+            out.summary = (f"apply of {name} failed and was undone: {e.reason}" if not kept else
+                           f"apply of {name} failed ({e.reason}) and these values could not be "
+                           "put back: " + ", ".join(sorted(kept)))
             return
         out.rows = self._verify_items(items)
         for i in items:
@@ -320,7 +334,10 @@ class Engine:
         journal.active = {"profile": name, "boot_id": boot_id, "applied_at": time.time(),
                           "targets": {i.key: i.target for i in items if i.from_profile},
                           "boot_time_keys": [i.key for i in items if i.tunable.boot_time],
-                          "confirm_deadline": None,
+                          # Re-applying the active profile (drift re-asserted) keeps its
+                          # pending confirmation; `apply --confirm` arms a new one below.
+                          "confirm_deadline": (previous_active or {}).get("confirm_deadline")
+                          if (previous_active or {}).get("profile") == name else None,
                           "revert": self._revert_record(journal.txn["before"], previous_active, name)}
         journal.txn = None
         self._save(journal)
@@ -357,15 +374,46 @@ class Engine:
             self._save(journal)
         return written
 
-    def _revert_txn(self, journal: Journal) -> None:
-        """Undo the completed writes of a failed transaction (back to its 'before' states)."""
-        txn = journal.txn
+    def _revert_txn(self, journal: Journal, previous_active: dict | None, out: Outcome):
+        """Undo the completed writes of a failed apply (back to its 'before' states), leaving
+        the profile that was active before it active."""
         # Every key the transaction may have moved, side effects included (EPP forced by
         # the governor), not only the ones it wrote itself.
-        before = {k: v for k, v in txn["before"].items() if k in self.owner}
-        self._restore(journal, {k: {"state": v} for k, v in before.items()})
-        journal.txn = None
+        before = journal.txn["before"]
+        return self._undo(journal, {k: {"state": v} for k, v in before.items()},
+                          previous_active, out)
+
+    def _undo(self, journal: Journal, entries: dict, after_active: dict | None, out: Outcome):
+        """The one undo path (a failed apply, rollback, recover, the revert of an unconfirmed
+        apply): put `entries` ({key: {"state": ...}}) back in rollback order and verify.
+
+        A key back at its original leaves the baseline (unless `after_active` holds it). When
+        every key is back, the transaction closes and `after_active` is the active profile.
+        A key that could not be put back stays in the baseline under an open rollback
+        transaction, so `recover` (or the next rollback or apply) tries again; it is named in
+        `out`, whose `ok` turns False (exit status 2). Returns (rows, kept entries)."""
+        rows, kept = self._restore(journal, entries, out)
+        held = set((after_active or {}).get("targets", {}))
+        for k, e in entries.items():
+            b = journal.baseline.get(k)
+            if (k in kept or k in held or b is None or k not in self.owner
+                    or not self.owner[k].matches(k, e["state"], b["state"])):
+                continue
+            del journal.baseline[k]            # back at the value halotune found
+        journal.active = after_active
+        if kept:
+            journal.txn["failed"] = sorted(kept)
+            out.ok = False
+            for r in rows:
+                if r.key in kept:
+                    r.status = "not restored"
+            out.warnings.append("could not be put back: " + ", ".join(sorted(kept)) + "; the "
+                                "journal keeps their original values: fix the cause and run "
+                                "`halotune recover`")
+        else:
+            journal.txn = None
         self._save(journal)
+        return rows, kept
 
     # --- verify ------------------------------------------------------------------------------
     def _verify_items(self, items: list[_Item]) -> list[Row]:
@@ -411,7 +459,9 @@ class Engine:
                        "firmware changed them): " + ", ".join(r.key for r in drift))
         if journal.active.get("confirm_deadline"):
             left = journal.active["confirm_deadline"] - time.time()
-            out.notes.append(f"waiting for `halotune confirm` ({max(0, left):.0f} s left)")
+            out.notes.append(f"waiting for `halotune confirm` ({left:.0f} s left)" if left > 0 else
+                             "waiting for `halotune confirm` (the deadline has passed: the revert "
+                             "is due; `halotune recover` runs it if no reverter does)")
         return out
 
     # --- rollback, recover, confirm ------------------------------------------------------------
@@ -443,11 +493,7 @@ class Engine:
                 self._save(journal)
                 out.summary = "nothing to roll back: the machine has its original values"
                 return out
-            out.rows, kept = self._restore(journal, journal.baseline, out)
-            journal.baseline = kept
-            journal.active = None if not kept else journal.active
-            journal.txn = None
-            self._save(journal)
+            out.rows, kept = self._undo(journal, dict(journal.baseline), None, out)
             drift = [r for r in out.rows if r.status == "drift"]
             out.ok = not drift and not kept
             for r in out.rows:
@@ -477,14 +523,15 @@ class Engine:
                 if k in entries:
                     target = entries[k]["state"]
                     items.append(_Item(k, t, cur.get(k), target, not t.matches(k, cur.get(k), target)))
-        if journal.txn is None or journal.txn.get("op") != "rollback":
-            prior = journal.txn
-            journal.txn = {"id": uuid.uuid4().hex, "op": "rollback", "pid": os.getpid(),
-                           "boot_id": self.boot_id(), "started": time.time(),
-                           "profile": (journal.active or {}).get("profile"),
-                           "plan": [i.key for i in items], "done": [],
-                           "targets": {i.key: i.target for i in items}, "interrupted": prior}
-            self._save(journal)
+        prior = journal.txn
+        if prior is not None and prior.get("op") == "rollback":
+            prior = prior.get("interrupted")    # a retried undo: still what it was undoing
+        journal.txn = {"id": uuid.uuid4().hex, "op": "rollback", "pid": os.getpid(),
+                       "boot_id": self.boot_id(), "started": time.time(),
+                       "profile": (journal.active or {}).get("profile"),
+                       "plan": [i.key for i in items], "done": [],
+                       "targets": {i.key: i.target for i in items}, "interrupted": prior}
+        self._save(journal)
         failed = []
         for t in self._ordered([i.key for i in items], "rollback_rank"):
             try:
@@ -509,6 +556,11 @@ class Engine:
             out = Outcome("recover")
             txn = journal.txn
             if txn is None:
+                deadline = (journal.active or {}).get("confirm_deadline")
+                if deadline and deadline <= time.time():
+                    # Its reverter never ran (a reboot, a killed process): revert it now.
+                    self._revert_active(journal, out)
+                    return out
                 out.summary = "nothing to recover: no unfinished transaction"
                 return out
             out.profile = txn.get("profile")
@@ -541,13 +593,11 @@ class Engine:
                 out.ok = all(r.status == "ok" for r in out.rows)
                 out.summary = f"the interrupted apply of {out.profile} was completed"
                 return out
-            out.rows, kept = self._restore(journal, journal.baseline, out)
-            journal.baseline, journal.active, journal.txn = kept, None, None
-            self._save(journal)
+            out.rows, kept = self._undo(journal, dict(journal.baseline), None, out)
             out.ok = not kept
             out.summary = (f"the interrupted {txn.get('op')} of {out.profile} was undone: original "
                            "values restored" if out.ok else "some original values could not be "
-                           "restored: " + ", ".join(kept))
+                           "restored: " + ", ".join(sorted(kept)))
             return out
 
     def confirm(self) -> Outcome:
@@ -564,32 +614,43 @@ class Engine:
             out.summary = f"{out.profile} confirmed: it stays applied"
             return out
 
-    def revert_unconfirmed(self, deadline: float) -> Outcome:
-        """Called when a confirm deadline passes: put back what the unconfirmed apply changed."""
+    def revert_unconfirmed(self, deadline: float, lock_wait_s: float | None = None) -> Outcome:
+        """Called when a confirm deadline passes: put back what the unconfirmed apply changed.
+        Raises journal.LockBusy when another halotune holds the lock for `lock_wait_s`: the
+        caller tries again (a pending confirmation is never dropped for a busy lock)."""
         with self.state:
-            self.state.lock(max(self.wait_s, 30.0))
+            self.state.lock(max(self.wait_s, REVERT_LOCK_WAIT_S) if lock_wait_s is None
+                            else lock_wait_s)
             journal = self.state.load(self.fs.root)
+            dropped = journal.forget_other_boots(self.boot_id())
             out = Outcome("revert")
             active = journal.active
             if not active or active.get("confirm_deadline") != deadline:
+                if dropped:
+                    self._save(journal)
                 out.summary = "confirmed or replaced in time: nothing to revert"
                 return out
-            revert = active.get("revert") or {}
-            states = revert.get("states", {})
-            out.profile = active["profile"]
-            out.rows, kept = self._restore(journal, {k: {"state": v} for k, v in states.items()})
-            previous = revert.get("previous")
-            for k in states:
-                if k not in kept and (not previous or k not in previous.get("targets", {})):
-                    # back at the value halotune found: no longer a change to roll back
-                    if k in journal.baseline and self.owner[k].matches(
-                            k, states[k], journal.baseline[k]["state"]):
-                        del journal.baseline[k]
-            journal.active, journal.txn = previous, None
-            self._save(journal)
-            out.ok = not kept
-            out.summary = f"{out.profile} was not confirmed in time and was reverted"
+            self._revert_active(journal, out)
             return out
+
+    def _revert_active(self, journal: Journal, out: Outcome) -> None:
+        """Revert the active, unconfirmed profile (lock held): back to the states before it
+        and to the profile active before it. An unfinished transaction is undone first."""
+        active = journal.active
+        out.profile = active["profile"]
+        if journal.txn is not None:
+            out.rows, kept = self._undo(journal, dict(journal.baseline), None, out)
+            out.summary = (f"{out.profile} was not confirmed in time; an unfinished change was "
+                           "undone: original values restored" if not kept else
+                           "some original values could not be restored: " + ", ".join(sorted(kept)))
+            return
+        revert = active.get("revert") or {}
+        states = revert.get("states", {})
+        out.rows, kept = self._undo(journal, {k: {"state": v} for k, v in states.items()},
+                                    revert.get("previous"), out)
+        out.summary = (f"{out.profile} was not confirmed in time and was reverted" if not kept
+                       else f"{out.profile} was not confirmed in time; these values could not be "
+                       "put back: " + ", ".join(sorted(kept)))
 
 
 def default_state_dir(root: str) -> str:

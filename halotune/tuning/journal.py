@@ -5,8 +5,10 @@ completed write, so a crash at any point leaves a journal that says exactly what
 
     baseline  key -> {"state", "boot_id", "boot_time"}: originals, captured once and kept
               until a rollback completes (applying B over A keeps A's originals)
-    active    the applied profile: name, target states, boot_id, confirm deadline
-    txn       an apply or rollback in progress: plan order, targets, keys done, pid
+    active    the applied profile: name, target states, boot_id, confirm deadline (kept
+              across a reboot when the profile holds boot-time keys)
+    txn       an apply or rollback in progress: plan order, targets, keys done, pid; a
+              rollback that could not put every key back stays open with them in `failed`
     checksum  sha256 of the rest (journal_check.py): an edit or a flipped byte is refused
 """
 
@@ -30,6 +32,10 @@ class JournalError(Exception):
     """The state directory cannot be used; the message says why and what to do."""
 
 
+class LockBusy(JournalError):
+    """Another halotune holds the one-writer lock (waiting longer may succeed)."""
+
+
 @dataclass
 class Journal:
     root: str
@@ -46,16 +52,30 @@ class Journal:
                    if not e.get("boot_time") and e.get("boot_id") != boot_id]
         for k in dropped:
             del self.baseline[k]
-        for section in ("active", "txn"):
-            entry = getattr(self, section)
-            if entry and entry.get("boot_id") != boot_id:
-                boot_keys = {k: v for k, v in entry.get("targets", {}).items()
-                             if k in entry.get("boot_time_keys", [])}
-                if section == "active" and boot_keys:
-                    entry.update(targets=boot_keys, boot_id=boot_id, confirm_deadline=None)
-                elif section == "active":
-                    self.active = None
+        self.active = _this_boot_part(self.active, boot_id)
         return dropped
+
+
+def _this_boot_part(active: dict | None, boot_id: str | None) -> dict | None:
+    """What an active profile of another boot still holds: its boot-time keys (the GTT file),
+    or nothing. A pending confirmation survives the reboot with them: its revert then puts
+    back only the boot-time keys (the runtime ones were reset by the firmware), and goes back
+    to the previous profile's boot-time part."""
+    if not active or active.get("boot_id") == boot_id:
+        return active
+    boot_keys = set(active.get("boot_time_keys", []))
+    targets = {k: v for k, v in active.get("targets", {}).items() if k in boot_keys}
+    if not targets:
+        return None
+    out = {**active, "targets": targets, "boot_id": boot_id}
+    revert = active.get("revert")
+    if isinstance(revert, dict):
+        states = revert.get("states") if isinstance(revert.get("states"), dict) else {}
+        previous = revert.get("previous")
+        out["revert"] = {"states": {k: v for k, v in states.items() if k in boot_keys},
+                         "previous": _this_boot_part(previous, boot_id)
+                         if isinstance(previous, dict) else None}
+    return out
 
 
 class StateDir:
@@ -131,7 +151,7 @@ class StateDir:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     os.close(fd)
-                    raise JournalError(f"another halotune (pid {holder}) is changing this machine "
+                    raise LockBusy(f"another halotune (pid {holder}) is changing this machine "
                                        f"(lock {self.path}/{LOCK}); try again when it is done, "
                                        "or pass --wait SECONDS") from None
                 time.sleep(0.05)

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -189,20 +190,44 @@ def drop_ttm_from_cmdline(root: str) -> None:
     write_plain(root, "proc/cmdline", CMDLINE_NO_TTM)
 
 
-def live_states(root: str) -> dict[str, object]:
-    """Every available tunable's current state, read the engine's way."""
-    from halotune.machine.programs import Programs
-    from halotune.machine.ryzenadj import RyzenAdj
-    from halotune.tuning.tunables import all_tunables
-    from halotune.tuning.tunables.base import Context
+def _policies(root: str) -> list[str]:
+    names = [n for n in os.listdir(os.path.join(root, CPUFREQ)) if re.fullmatch(r"policy\d+", n)]
+    return sorted(names, key=lambda n: int(n[len("policy"):]))
 
-    fs = RootFS(root)
-    ctx = Context(fs, RyzenAdj(Programs(fs)))
+
+def _strip(root: str, rel: str) -> str:
+    return read_file(root, rel).strip()
+
+
+def live_states(root: str) -> dict[str, object]:
+    """The machine's state per profile key, read straight from the tree's files and the
+    simulator's SMU limits (never through the tunables under test), in the journal's format:
+    per-policy values as {policyN: value}, GTT as the conf file's text (None: absent),
+    TDP in W, THP as the bracketed word of the choices file."""
     states: dict[str, object] = {}
-    for t in all_tunables():
-        if t.unavailable(ctx):
-            continue
-        states.update(t.read(ctx))
+    pols = _policies(root)
+    states["cpu.governor"] = {p: _strip(root, f"{CPUFREQ}/{p}/scaling_governor") for p in pols}
+    states["cpu.epp"] = {p: _strip(root, f"{CPUFREQ}/{p}/energy_performance_preference")
+                         for p in pols}
+    states["cpu.boost"] = {"global": int(_strip(root, f"{CPUFREQ}/boost")),
+                           **{p: int(_strip(root, f"{CPUFREQ}/{p}/boost")) for p in pols}}
+    # pp_od_clk_voltage: "OD_SCLK:\n0:        600Mhz\n1:       2900Mhz\n..."
+    od = read_file(root, f"{CARD}/pp_od_clk_voltage")
+    sclk = dict(re.findall(r"^([01]):\s+(\d+)Mhz", od.split("OD_RANGE:")[0], re.M))
+    states["gpu.sclk_min_mhz"], states["gpu.sclk_max_mhz"] = int(sclk["0"]), int(sclk["1"])
+    states["gpu.performance_level"] = _strip(root, f"{CARD}/power_dpm_force_performance_level")
+    gtt = os.path.join(root, "etc/modprobe.d/halotune-gtt.conf")
+    states["memory.gtt_gib"] = read_file(root, gtt) if os.path.exists(gtt) else None
+    states["power.platform_profile"] = _strip(root, "sys/firmware/acpi/platform_profile")
+    for key in ("vm.swappiness", "vm.compaction_proactiveness", "kernel.numa_balancing"):
+        states[f"sysctl.{key}"] = int(_strip(root, "proc/sys/" + key.replace(".", "/")))
+    with open(os.path.join(root, ".halotune-sim", "state.json"), encoding="utf-8") as f:
+        lim = json.load(f)["limits"]
+    for key in ("stapm", "fast", "slow", "apu_slow"):
+        states[f"power.{key}_w"] = lim[f"{key}_mw"] / 1000
+    for attr in ("enabled", "defrag"):
+        text = read_file(root, f"sys/kernel/mm/transparent_hugepage/{attr}")
+        states[f"thp.{attr}"] = re.search(r"\[([^]]+)\]", text).group(1)
     return states
 
 

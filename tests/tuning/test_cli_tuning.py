@@ -294,10 +294,17 @@ def test_confirm_or_revert(tmp_path, run_cli):
     assert_same_tree(roots["b"][2], root_b, "rollback after confirm")
 
 
-def test_apply_stock_with_confirm(sim_root, common, run_cli, fast_ryzenadj):
+def test_apply_stock_with_confirm(sim_root, state_dir, common, run_cli, fast_ryzenadj):
+    """`stock` is a rollback: it succeeds, restores the originals, and leaves nothing waiting
+    for a confirmation (no deadline, no reverter)."""
+    original = tree_snapshot(sim_root)
     assert run_cli("apply", "llm-max", *common).rc == 0
     r = run_cli("apply", "stock", *common, "--confirm", "5")
-    assert r.rc in (0, 2), r
+    assert r.rc == 0, r
+    assert_same_tree(original, sim_root, "stock with --confirm")
+    j = read_journal(state_dir)
+    assert j["active"] is None and j["txn"] is None and j["baseline"] == {}, j
+    assert _reverters(state_dir) == []
 
 
 # --- one writer at a time ------------------------------------------------------------------------

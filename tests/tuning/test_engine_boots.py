@@ -141,7 +141,13 @@ def test_resume_after_a_reboot_loses_no_original(sim_root, state_dir, common, ru
     RootFS(sim_root).write_text("proc/sys/vm/swappiness", "30")
     before = tree_snapshot(sim_root)
     r = run_cli("recover", "--resume", *common)
-    if r.rc == 0 and read_journal(state_dir)["active"]:
-        assert run_cli("rollback", *common).rc == 0
+    assert r.rc == 0 and "the interrupted apply of llm-max was completed" in r.out, r
+    j = read_journal(state_dir)
+    assert j["active"]["profile"] == "llm-max" and j["txn"] is None
+    # This boot's value is the original now, journaled before the resumed write.
+    assert j["baseline"]["sysctl.vm.swappiness"]["state"] == 30
+    assert read_file(sim_root, "proc/sys/vm/swappiness") == "10\n"
+    r = run_cli("rollback", *common)
+    assert r.rc == 0, r
     assert read_file(sim_root, "proc/sys/vm/swappiness") == "30\n"
     assert_same_tree(before, sim_root, "resume after reboot, then rollback")

@@ -2,7 +2,9 @@
 value) writes the simulated kernel and the RyzenAdj stand-in received for `apply` and for the
 `rollback` after it, compared with tests/tuning/fixtures/write-order/<profile>.json.
 
-Regenerate after an intended change with HALOTUNE_UPDATE_SNAPSHOTS=1 and review the diff.
+Regenerate after an intended change with HALOTUNE_UPDATE_SNAPSHOTS=1 and review the diff. The
+snapshots hold the real order of the writes: tunables of equal rank are ordered by name (the
+engine's _ordered), so the order is deterministic and any change in it is a diff.
 The ordering rules the snapshots must obey are also asserted explicitly:
 - platform_profile before the first ryzenadj write (amd-pmf re-sends its limits), both ways;
 - per policy, scaling_governor before energy_performance_preference, both ways;
@@ -30,29 +32,6 @@ LEVEL = "power_dpm_force_performance_level"
 OD = "pp_od_clk_voltage"
 EXERCISED: set[str] = set()
 RECORDED: set[str] = set()
-
-
-# Tunables of equal apply rank (the three sysctls, the two THP files) are written in the order
-# of a hash-randomized set (see test_apply_order_does_not_depend_on_the_hash_seed): until that
-# is fixed, each run of consecutive writes within one such class is compared sorted by path.
-TIE_CLASSES = ("proc/sys/", "sys/kernel/mm/transparent_hugepage/")
-
-
-def canonical(entries: list[list[str]]) -> list[list[str]]:
-    out: list[list[str]] = []
-    run: list[list[str]] = []
-    cls = None
-    for e in entries + [["", ""]]:
-        c = next((t for t in TIE_CLASSES if e[0].startswith(t)), None)
-        if c is None or c != cls:
-            out += sorted(run)
-            run = []
-        if c is None:
-            out.append(e)
-        else:
-            run.append(e)
-        cls = c
-    return out[:-1]
 
 
 def _lines(entries) -> list[str]:
@@ -114,8 +93,8 @@ def _record(run_cli, root, state_dir, name) -> dict:
     for p, v, res in applied + rolled:
         assert res == "ok", f"{p} = {v}: {res}"
     return {"profile": name, "setup": SETUP.get(name, []),
-            "apply": canonical([[p, v] for p, v, _ in applied]),
-            "rollback": canonical([[p, v] for p, v, _ in rolled])}
+            "apply": [[p, v] for p, v, _ in applied],
+            "rollback": [[p, v] for p, v, _ in rolled]}
 
 
 @pytest.mark.parametrize("name", ALL_SHIPPED)
@@ -143,15 +122,6 @@ def test_write_order_snapshot(sim_root, state_dir, run_cli, fast_ryzenadj, name)
             problems.append("\n".join(diff))
     assert not problems, ("write order changed (HALOTUNE_UPDATE_SNAPSHOTS=1 to accept):\n"
                           + "\n".join(problems))
-
-
-def test_canonical_sorts_only_runs_within_a_tie_class():
-    e = [["a", "1"], ["proc/sys/vm/x", "1"], ["proc/sys/kernel/y", "2"], ["b", "1"],
-         ["sys/kernel/mm/transparent_hugepage/enabled", "x"],
-         ["sys/kernel/mm/transparent_hugepage/defrag", "y"]]
-    assert canonical(e) == [["a", "1"], ["proc/sys/kernel/y", "2"], ["proc/sys/vm/x", "1"],
-                            ["b", "1"], ["sys/kernel/mm/transparent_hugepage/defrag", "y"],
-                            ["sys/kernel/mm/transparent_hugepage/enabled", "x"]]
 
 
 def test_apply_order_does_not_depend_on_the_hash_seed(sim_root, state_dir):
