@@ -67,10 +67,12 @@ def ttm_module_of(fs: RootFS) -> str:
     return "amdttm" if fs.exists("sys/module/amdttm") else "ttm"
 
 
-def gtt_next_boot(fs: RootFS) -> GttNextBoot:
-    """What amdgpu_ttm_init will size GTT to at the next boot (see GttNextBoot)."""
+def gtt_next_boot(fs: RootFS, overlay: dict[str, str | None] | None = None) -> GttNextBoot:
+    """What amdgpu_ttm_init will size GTT to at the next boot (see GttNextBoot); `overlay`:
+    modprobe.d files about to be written (modprobe.conf_files)."""
     module = ttm_module_of(fs)
-    opts = modprobe.boot_options(fs, modprobe.builtin_modules(fs, read_kernel_release(fs)))
+    opts = modprobe.boot_options(fs, modprobe.builtin_modules(fs, read_kernel_release(fs)),
+                                 overlay)
     out = GttNextBoot(module)
     gttsize = modprobe.settings(opts, "amdgpu", "gttsize")
     if gttsize:

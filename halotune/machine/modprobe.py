@@ -48,13 +48,20 @@ class ModuleOption:
     where: str          # "/etc/modprobe.d/x.conf" or "kernel command line"
 
 
-def conf_files(fs: RootFS) -> list[str]:
-    """Root-relative paths of the modprobe.d files kmod reads, in its order."""
+def conf_files(fs: RootFS, overlay: dict[str, str | None] | None = None) -> list[str]:
+    """Root-relative paths of the modprobe.d files kmod reads, in its order. `overlay` maps
+    root-relative paths to the content they are about to get (None: about to be removed)."""
+    overlay = overlay or {}
     chosen: dict[str, str] = {}
     for d in DIRS:
-        for name in fs.listdir(d):
+        names = set(fs.listdir(d)) | {r.rsplit("/", 1)[1] for r, text in overlay.items()
+                                      if text is not None and r.rsplit("/", 1)[0] == d}
+        names -= {r.rsplit("/", 1)[1] for r, text in overlay.items()
+                  if text is None and r.rsplit("/", 1)[0] == d}
+        for name in sorted(names):
             if name in chosen or name.startswith(".") or len(name) < 6 \
-                    or not name.endswith(".conf") or fs.isdir(f"{d}/{name}"):
+                    or not name.endswith(".conf") \
+                    or (f"{d}/{name}" not in overlay and fs.isdir(f"{d}/{name}")):
                 continue
             chosen[name] = f"{d}/{name}"
     return [chosen[n] for n in sorted(chosen, key=os.fsencode)]
@@ -123,10 +130,16 @@ def parse_conf(text: str, where: str) -> list[ModuleOption]:
     return out
 
 
-def modprobe_options(fs: RootFS) -> list[ModuleOption]:
-    """Every option of every modprobe.d file kmod reads, in kmod's order."""
+def modprobe_options(fs: RootFS, overlay: dict[str, str | None] | None = None
+                     ) -> list[ModuleOption]:
+    """Every option of every modprobe.d file kmod reads, in kmod's order (see conf_files for
+    `overlay`)."""
+    overlay = overlay or {}
     out = []
-    for rel in conf_files(fs):
+    for rel in conf_files(fs, overlay):
+        if rel in overlay:
+            out += parse_conf(overlay[rel] or "", "/" + rel)
+            continue
         raw = fs.read_bytes(rel, _MAX_CONF_BYTES)
         if raw is not None:
             out += parse_conf(raw.decode("utf-8", "replace"), "/" + rel)
@@ -154,10 +167,11 @@ def builtin_modules(fs: RootFS, release: str | None) -> set[str]:
     return names
 
 
-def boot_options(fs: RootFS, builtin: set[str] = frozenset()) -> list[ModuleOption]:
+def boot_options(fs: RootFS, builtin: set[str] = frozenset(),
+                 overlay: dict[str, str | None] | None = None) -> list[ModuleOption]:
     """What the next load of each module is given, in order (the last of a name wins):
     modprobe.d (not for built-in modules), then the command line."""
-    files = [o for o in modprobe_options(fs) if o.module not in builtin]
+    files = [o for o in modprobe_options(fs, overlay) if o.module not in builtin]
     return files + cmdline_options(fs)
 
 
@@ -165,6 +179,16 @@ def configured(fs: RootFS, module: str, param: str) -> list[ModuleOption]:
     """Every place that sets module.param for the next load (command line last: it wins)."""
     m, p = norm(module), norm(param)
     return [o for o in modprobe_options(fs) + cmdline_options(fs) if o.module == m and o.param == p]
+
+
+def initramfs_image(fs: RootFS, release: str | None) -> str | None:
+    """The running kernel's initramfs (root-relative), where the common layouts put it:
+    initramfs-tools /boot/initrd.img-RELEASE, dracut /boot/initramfs-RELEASE.img."""
+    for rel in ((f"boot/initrd.img-{release}", f"boot/initramfs-{release}.img")
+                if release else ()):
+        if fs.exists(rel):
+            return rel
+    return None
 
 
 def settings(options: list[ModuleOption], module: str, param: str) -> list[ModuleOption]:
