@@ -49,7 +49,7 @@ def _kstrtol(value: str | None) -> int | None:
         return None
     v = value.strip()
     sign = -1 if v.startswith("-") else 1
-    v = v.lstrip("+-") if v[:1] in "+-" else v
+    v = v[1:] if v[:1] in ("+", "-") else v
     try:
         if v.lower().startswith("0x"):
             n = int(v[2:], 16)
@@ -74,6 +74,10 @@ def gtt_next_boot(fs: RootFS, overlay: dict[str, str | None] | None = None) -> G
     opts = modprobe.boot_options(fs, modprobe.builtin_modules(fs, read_kernel_release(fs)),
                                  overlay)
     out = GttNextBoot(module)
+    if fs.read_text("proc/cmdline") is None:     # its module.param words would win: unknown
+        out.problem = ("/proc/cmdline cannot be read: the next boot's GTT size is unknown (the "
+                       "kernel command line overrides modprobe.d)")
+        return out
     gttsize = modprobe.settings(opts, "amdgpu", "gttsize")
     if gttsize:
         mib = _kstrtol(gttsize[-1].value)

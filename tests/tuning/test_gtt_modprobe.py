@@ -156,6 +156,9 @@ def test_kmod_file_rules(tmp_path):
     assert [(o.param, o.value) for o in modprobe.modprobe_options(fs)] == [
         ("pages_limit", "2"), ("pages_limit", "50"), ("page_pool_size", "6")]
     _put(root, "proc/meminfo", "MemTotal:       131712996 kB\n")
+    unknown = gtt_next_boot(fs)     # the command line, which would win, cannot be read
+    assert unknown.bytes is None and unknown.problem.startswith("/proc/cmdline cannot be read")
+    _put(root, "proc/cmdline", "BOOT_IMAGE=/boot/vmlinuz ro quiet\n")
     after = gtt_next_boot(fs)
     assert (after.bytes, after.where) == (50 * 4096, "/usr/lib/modprobe.d/70-c.conf")
     assert [o.where for o in after.overridden] == ["/usr/local/lib/modprobe.d/50-a.conf"]

@@ -34,7 +34,7 @@ def _gib(n: int | None) -> str:
     return "?" if n is None else f"{n / (1 << 30):g} GiB"
 
 
-def live_gtt_bytes(fs) -> int | None:
+def running_gtt_bytes(fs) -> int | None:
     """The running GTT size: the GPU's mem_info_gtt_total (bytes), else the live TTM limit."""
     for rel in fs.glob("sys/class/drm/card[0-9]*/device/mem_info_gtt_total"):
         value = fs.read_int(rel)
@@ -175,7 +175,7 @@ class GttSize(Tunable):
         after = gtt_next_boot(ctx.fs)
         if after.problem:
             return after.problem
-        live = live_gtt_bytes(ctx.fs)
+        live = running_gtt_bytes(ctx.fs)
         if after.source is not None and after.source.where != "/" + CONF:
             return f"overridden by {after.where}: {_gib(after.bytes)} at the next boot"
         if after.bytes is not None and after.bytes == live:
