@@ -25,6 +25,7 @@ rules below hold from kmod 29, which added /usr/lib/modprobe.d, to kmod 34):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from halotune.machine import parse
@@ -104,8 +105,6 @@ def _logical_lines(text: str):
 
 def _param_words(rest: str) -> list[str]:
     """The kernel's next_arg(): whitespace-separated, double quotes group (and are dropped)."""
-    import re
-
     return [w.replace('"', "") for w in re.findall(r'(?:[^\s"]+|"[^"]*")+', rest)]
 
 
