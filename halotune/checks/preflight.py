@@ -100,7 +100,7 @@ def _profile(c: Context, profiles_dir, state_dir, programs) -> None:
 
     if c.profile_name:
         try:
-            prof = ProfileStore(profiles_dir).load(c.profile_name)
+            prof = ProfileStore(profiles_dir, root=c.fs.root).load(c.profile_name)
             c.expected = dict(prof.values)
             c.expected_from = f"profile {prof.name}"
         except ProfileError as e:

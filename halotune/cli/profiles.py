@@ -17,7 +17,7 @@ def _fmt(v) -> str:
 def run(args) -> int:
     from halotune.tuning.loader import ProfileError, ProfileStore
 
-    store = ProfileStore(args.profiles_dir)
+    store = ProfileStore(args.profiles_dir, root=args.root)
     cmd = args.profiles_command or "list"
     try:
         if cmd == "list":

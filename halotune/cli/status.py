@@ -128,16 +128,16 @@ def _local_tui(args, root: str, label: str | None) -> int:
         print(text.no_gpu_message(fs), file=sys.stderr)
         return exitcodes.NO_AMD_GPU
     source = LocalSource(lambda: sampler.sample().to_dict(), args.interval,
-                         profiles=lambda: _profiles(getattr(args, "profiles_dir", None)),
+                         profiles=lambda: _profiles(getattr(args, "profiles_dir", None), root),
                          close=sampler.close)
     return _run_tui(source, label)
 
 
-def _profiles(profiles_dir: str | None) -> dict:
+def _profiles(profiles_dir: str | None, root: str = "/") -> dict:
     """The profile list, as the daemon's `profiles` method gives it."""
     from halotune.tuning.loader import ProfileStore
 
-    profiles, errors = ProfileStore(profiles_dir).load_all()
+    profiles, errors = ProfileStore(profiles_dir, root=root).load_all()
     return {"profiles": [{"name": p.name, "description": p.description, "path": p.display_path}
                          for p in profiles], "errors": [str(e) for e in errors]}
 

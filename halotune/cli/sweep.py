@@ -90,7 +90,7 @@ def run(args) -> int:
         if doc is None:
             return exitcodes.NOT_READY
     else:
-        store = ProfileStore(args.profiles_dir)
+        store = ProfileStore(args.profiles_dir, root=args.root)
         with Channel(args, "sweep", runs=len(steps)) as ch:
             if ch.code is not None:
                 return ch.code

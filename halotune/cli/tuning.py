@@ -98,7 +98,7 @@ def apply(args) -> int:
         return _emit(args, via)
     if not args.dry_run and (code := _needs_root(args, "apply")):
         return code
-    profile = ProfileStore(args.profiles_dir).load(args.name)
+    profile = ProfileStore(args.profiles_dir, root=args.root).load(args.name)
     engine = _engine(args)
     outcome = engine.apply(profile, dry_run=args.dry_run, confirm_s=args.confirm)
     if args.confirm and not args.dry_run:

@@ -209,7 +209,7 @@ def run(args) -> int:
         return exitcodes.USAGE
     if (code := check_probe_args(args, "validate")) is not None:
         return code
-    store = ProfileStore(args.profiles_dir)
+    store = ProfileStore(args.profiles_dir, root=args.root)
     try:
         profiles, requested, exps = select(store, args.names, args.all)
     except ProfileError as e:

@@ -302,7 +302,7 @@ class Daemon:
 
     def _store(self):
         from halotune.tuning.loader import ProfileStore
-        return ProfileStore(self.profiles_dir)
+        return ProfileStore(self.profiles_dir, root=self.root)
 
     async def apply_profile(self, name: str, reason: str, dry_run: bool = False,
                             confirm_s: float | None = None, profile=None) -> dict:

@@ -106,7 +106,7 @@ def _work(service, loop, p: dict, uid: int) -> dict:
     applier = ServiceApplier(service, loop, reason=f"validate, requested by uid {uid}")
     from halotune.tuning.loader import ProfileStore
 
-    store = ProfileStore(service.profiles_dir)
+    store = ProfileStore(service.profiles_dir, root=service.root)
 
     def progress(msg: str) -> None:
         loop.call_soon_threadsafe(service.events.add, "validate", msg)

@@ -1,18 +1,27 @@
-"""Module options the next boot applies: `etc/modprobe.d/*.conf` and the kernel command line.
+"""Module options the next boot applies: modprobe.d files and the kernel command line.
 
-Read by reboot.py. Modelled like kmod reads them (libkmod-config.c): only `*.conf` files that
-are not hidden, in lexical order of their names; `options MODULE NAME=VALUE ...` lines (other
-commands and `#` comments ignored); module and parameter names compare with `-`
-and `_` alike; a parameter given again later wins. Command-line `MODULE.NAME=VALUE` words
-come last and so win over the files.
+Read by reboot.py. Modelled on kmod (kmod-project/kmod, kmod 29-34), independently of
+halotune.machine.modprobe so that the two can check each other:
+- libkmod.c default_config_paths: etc/modprobe.d, run/modprobe.d, usr/local/lib/modprobe.d,
+  usr/lib/modprobe.d, lib/modprobe.d, highest priority first.
+- libkmod-config.c conf_files_filter_out: only `*.conf` names (kmod < 33 also `.alias`), none
+  starting with `.`, no directories. conf_files_insert_sorted: a name already taken by an
+  earlier directory is ignored (so etc/modprobe.d/x.conf hides usr/lib/modprobe.d/x.conf), and
+  the files kept are read in strcmp() order of their names whatever their directory.
+- kmod_config_parse: util.c getline_wrapped joins a line ending in a backslash with the next
+  (nothing put between them); a line whose first character is `#` is a comment; only
+  `options MODULE NAME=VALUE ...` lines matter here. Module and parameter names compare with
+  `-` and `_` alike; a parameter given again later wins (the kernel's parse_args sets them in
+  order).
+- kmod_config_new parses /proc/cmdline (kmod_config_parse_kcmdline) after every file: command
+  line `MODULE.NAME=VALUE` words win over the files.
 
 Simplifications (the simulator has no bootloader and no initramfs):
 - The next boot's command line is the current `proc/cmdline`; a test models an edited boot
   entry by rewriting that file.
-- `etc/modprobe.d` is read as if the initramfs had been rebuilt after each change. On a real
+- modprobe.d is read as if the initramfs had been rebuilt after each change. On a real
   machine where ttm.ko is loaded from the initramfs, a modprobe.d edit without
   `update-initramfs -u` has no effect, while the command line always has.
-- Other directories kmod reads (`/run/modprobe.d`, `/lib/modprobe.d`) are not consulted.
 """
 
 from __future__ import annotations
@@ -40,9 +49,12 @@ def _set(options: Options, module: str, word: str) -> None:
 def parse_modprobe(text: str, options: Options | None = None) -> Options:
     """The `options` lines of one modprobe.d file, merged into `options` (later wins)."""
     options = {} if options is None else options
-    # A backslash at the end of a line continues it (getline_wrapped).
-    for line in re.sub(r"\\\n", " ", text).splitlines():
-        words = line.split()   # a comment's first word is "#...", never "options"
+    # getline_wrapped: backslash-newline vanishes; a backslash before anything else is dropped.
+    text = re.sub(r"\\(.)", lambda m: "" if m[1] == "\n" else m[1], text, flags=re.S)
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        words = line.split()
         if len(words) < 3 or words[0] != "options":
             continue
         for word in words[2:]:
@@ -63,23 +75,35 @@ def parse_cmdline(text: str, options: Options | None = None) -> Options:
     return options
 
 
+MODPROBE_DIRS = (paths.MODPROBE_D, "run/modprobe.d", "usr/local/lib/modprobe.d",
+                 "usr/lib/modprobe.d", "lib/modprobe.d")
+
+
 def modprobe_files(root: str) -> list[str]:
     """Root-relative paths of the modprobe.d files kmod would read, in its order."""
-    try:
-        names = os.listdir(os.path.join(root, paths.MODPROBE_D))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [f"{paths.MODPROBE_D}/{name}" for name in sorted(names)
-            if name.endswith(".conf") and not name.startswith(".")
-            and os.path.isfile(os.path.join(root, paths.MODPROBE_D, name))]
+    kept: dict[str, str] = {}
+    for directory in MODPROBE_DIRS:
+        try:
+            names = os.listdir(os.path.join(root, directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if (name not in kept and name.endswith(".conf") and len(name) >= 6
+                    and not name.startswith(".")
+                    and not os.path.isdir(os.path.join(root, directory, name))):
+                kept[name] = f"{directory}/{name}"
+    return [kept[name] for name in sorted(kept, key=os.fsencode)]
 
 
 def boot_options(root: str) -> Options:
     """Every module option the next boot gives its modules: modprobe.d, then the command line."""
     options: Options = {}
     for rel in modprobe_files(root):
-        with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
-            parse_modprobe(f.read(), options)
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
+                parse_modprobe(f.read(), options)
+        except OSError:      # kmod_config_new: a file it cannot open is skipped
+            continue
     try:
         with open(os.path.join(root, paths.PROC_CMDLINE), encoding="utf-8") as f:
             parse_cmdline(f.read(), options)

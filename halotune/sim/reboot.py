@@ -6,8 +6,8 @@ and OD clocks, fclk/socclk masks, platform profile, cpufreq governor/EPP/limits/
 amd-pstate mode, THP, vm sysctls, numa_balancing) and the SMU's TDP limits back to the
 power-on values of the tree's scenario, the values `lay_out` produced: the kernel starts
 afresh and the firmware resets the SMU. Boot-time configuration is what survives: the ttm,
-amdttm and amdgpu module options from `etc/modprobe.d` and the kernel command line
-(bootconf.py) set the module parameters and the GTT size. `/proc/stat` counters and the uptime
+amdttm and amdgpu module options from modprobe.d (the five directories kmod reads, in its
+order: bootconf.py) and the kernel command line set the module parameters and the GTT size. `/proc/stat` counters and the uptime
 start again from zero and btime moves forward. Files under `etc/`, the simulator's own state
 and `writes.log` (which gets an `{"event": "reboot"}` line) are kept; the workload goes on.
 

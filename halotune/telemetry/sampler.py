@@ -15,7 +15,7 @@ from halotune.machine.amdgpu import GpuReader, GpuReading
 from halotune.machine.cpu import CpuReader, CpuReading
 from halotune.machine.discovery import AmdGpuDevice, find_amd_gpus
 from halotune.machine.drmclients import DrmClientReader
-from halotune.machine.memory import GTT_CONF, PAGE_SIZE, MemoryReader
+from halotune.machine.memory import MemoryReader, live_gtt_bytes, pending_gtt_bytes
 from halotune.machine.platform import PlatformReader
 from halotune.machine.processes import process_root
 from halotune.machine.programs import Programs
@@ -85,11 +85,6 @@ class Sampler:
         plat = self.platform.read()
         snap.kernel_release, snap.boot_id = plat.kernel_release, plat.boot_id
         snap.memory = self._memory(snap)
-        if snap.memory.gtt_pending_bytes is not None:
-            snap.pending_reboot.append({
-                "key": "memory.gtt_gib", "file": "/" + GTT_CONF,
-                "current_bytes": snap.memory.ttm_pages_limit and snap.memory.ttm_pages_limit * PAGE_SIZE,
-                "after_reboot_bytes": snap.memory.gtt_pending_bytes})
         snap.power = self._power(plat, snap)
         snap.cpu = self._cpu(self.cpu.read(), apu_reading)
         snap.npu = self._npu(apu_reading)
@@ -145,9 +140,14 @@ class Sampler:
             ttm_pages_limit=r.ttm_pages_limit, ttm_page_pool_size=r.ttm_page_pool_size,
             ttm_module=r.ttm_module, amdgpu_gttsize_mib=r.amdgpu_gttsize_mib,
         )
-        if r.gtt_conf_pages is not None and r.gtt_conf_pages != r.ttm_pages_limit:
-            mem.gtt_pending_bytes = r.gtt_conf_pages * PAGE_SIZE
         g = snap.primary_gpu
+        # Every modprobe.d file and the command line, as kmod and amdgpu_ttm_init read them.
+        live = live_gtt_bytes(g.gtt_total_bytes if g is not None else None, r)
+        mem.gtt_pending_bytes = pending_gtt_bytes(r.gtt_next_boot, live, r)
+        if mem.gtt_pending_bytes is not None:
+            snap.pending_reboot.append({
+                "key": "memory.gtt_gib", "file": r.gtt_next_boot.where,
+                "current_bytes": live, "after_reboot_bytes": mem.gtt_pending_bytes})
         if g is not None:
             mem.gpu_usable_bytes = gpu_usable_bytes(g.vram_total_bytes, g.gtt_total_bytes,
                                                     mem.system_total_bytes, g.is_apu)

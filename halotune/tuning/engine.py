@@ -242,6 +242,7 @@ class Engine:
             items, skipped, notes = self.plan(profile, journal)
             out = Outcome("apply (dry run)", profile.name, notes=notes)
             out.rows = [self._row(i, "change" if i.changed else "same") for i in items] + skipped
+            out.warnings += self._override_warnings(items)
             if journal.txn:
                 out.warnings.append("an unfinished transaction is in the journal: the real apply "
                                     "will first restore the original values")
@@ -255,6 +256,7 @@ class Engine:
             if recovered:
                 out.warnings.append(recovered)
             self._run_apply(journal, profile.name, items, out)
+            out.warnings += self._override_warnings(items)
             out.rows += skipped
             if journal.active and journal.active.get("profile") == profile.name and confirm_s:
                 # Armed whenever the profile stays applied, drifted values or not.
@@ -416,6 +418,13 @@ class Engine:
         return rows, kept
 
     # --- verify ------------------------------------------------------------------------------
+    def _override_warnings(self, items: list[_Item]) -> list[str]:
+        out: list[str] = []
+        for i in items:
+            if i.from_profile and not i.journal_only:
+                out += i.tunable.warnings(self.ctx, {i.key: i.target})
+        return out
+
     def _verify_items(self, items: list[_Item]) -> list[Row]:
         self.ctx.forget()
         rows = []
@@ -429,6 +438,7 @@ class Engine:
             now = reads[id(t)].get(i.key)
             row = self._row(i, "ok" if t.matches(i.key, now, i.target) else "drift")
             row.after = t.show(i.key, now)
+            row.note = "; ".join(n for n in (row.note, t.row_note(self.ctx, i.key, now)) if n)
             rows.append(row)
         return rows
 

@@ -8,11 +8,20 @@ NAME (the whole file is replaced, keys are not merged across directories):
    this also covers `pip install -e .`). Running from a source tree that is not installed, they
    are read from <repo>/profiles next to the halotune package. Shown in messages as
    "profiles/<name>.toml" whatever the real location.
-2. Admin: /etc/halotune/profiles/*.toml. `profiles_dir` (the CLI's --profiles-dir, and tests)
+2. Admin: /etc/halotune/profiles/*.toml (ROOT/etc/halotune/profiles under `--root ROOT`, as the
+   simulated machine's /etc is ROOT/etc). `profiles_dir` (the CLI's --profiles-dir, and tests)
    REPLACES this admin directory only; the shipped profiles stay available underneath it, so a
    test directory can override llm-max while llm-efficient still inherits from it. Shown with
-   the full path. The admin directory is a real system path: it is not moved by the telemetry
-   `--root` option.
+   the full path.
+
+Who may define profiles (trust.py's rule, that of sudo's sudoers and polkit's rules): a file in
+the admin directory is read only when root alone can change it: the file (what its symlinks
+lead to) owned by root and not group/world-writable, every directory above it and above each
+link owned by root and not group/world-writable (sticky ones, like /tmp, excepted). Otherwise it
+is refused with what to run. The same holds for --profiles-dir files when halotune runs as root;
+run as another user, such files are read, but power.max_w above 120 W (limits.TDP_MAX_W) is
+accepted only from a file that root alone can change (shipped, or root-owned as above), never
+from one a user controls.
 
 A profile is resolved through its `inherits` chain (child first). Keys are overridden one by one:
 a child that sets power.stapm_w keeps every other key of its parent. Single-file rules (key
@@ -221,6 +230,8 @@ class _Entry:
     path: str
     display: str
     read: Callable[[], bytes]
+    untrusted: str | None = None     # why someone other than root could change the file
+    refused: bool = False            # untrusted where that is not allowed: never read
 
 
 class ProfileStore:
@@ -229,9 +240,13 @@ class ProfileStore:
     and are overridden by name. `shipped_dir` points the shipped profiles elsewhere (tests use it
     to load a modified copy that is still shown as "profiles/<name>.toml")."""
 
-    def __init__(self, profiles_dir: str | None = None, admin_dir: str = DEFAULT_ADMIN_DIR,
-                 shipped_dir: str | os.PathLike | None = None):
+    def __init__(self, profiles_dir: str | None = None, admin_dir: str | None = None,
+                 shipped_dir: str | os.PathLike | None = None, root: str = "/"):
+        if admin_dir is None:
+            admin_dir = os.path.join(os.path.abspath(root or "/"), DEFAULT_ADMIN_DIR.lstrip("/"))
         self.admin_dir = os.path.abspath(profiles_dir if profiles_dir is not None else admin_dir)
+        # System configuration must be root's alone; so must anything root itself reads.
+        self._enforce_ownership = profiles_dir is None or os.geteuid() == 0
         self._shipped = shipped_dir
 
     # -- discovery --
@@ -259,21 +274,29 @@ class ProfileStore:
             warnings.append(ProfileError(self.admin_dir, message="cannot read the profiles "
                                          f"directory: {e.strerror or e}"))
             names = []
+        from halotune.tuning import trust
+
         for fname in names:
             path = os.path.join(self.admin_dir, fname)
             if fname.endswith(".toml") and os.path.isfile(path):
-                self._add(entries, warnings, fname, path, path, _reader(path))
+                entry = self._add(entries, warnings, fname, path, path, _reader(path))
+                if entry is not None:
+                    entry.untrusted = trust.ownership_problem(path)
+                    entry.refused = entry.untrusted is not None and self._enforce_ownership
+                    if entry.refused:
+                        warnings.append(_refusal(entry))
         return entries, warnings
 
     @staticmethod
-    def _add(entries, warnings, fname, path, display, read) -> None:
+    def _add(entries, warnings, fname, path, display, read) -> _Entry | None:
         name = fname[:-len(".toml")]
         if not NAME_RE.match(name):
             warnings.append(ProfileError(display, message=f"{json.dumps(name)} is not a valid "
                                          "profile name (lowercase letters, digits, '.', '_', '-'; "
                                          "starting with a letter or digit): skipped"))
-            return
+            return None
         entries[name] = _Entry(name, path, display, read)
+        return entries[name]
 
     # -- public API --
     def names(self) -> list[str]:
@@ -302,7 +325,8 @@ class ProfileStore:
             try:
                 profiles.append(self._resolve(name, entries, cache))
             except ProfileError as e:
-                errors.append(e)
+                if not entries[name].refused:      # already listed by _scan
+                    errors.append(e)
         return profiles, errors
 
     def diff(self, a: str, b: str) -> list[tuple[str, object, object]]:
@@ -381,6 +405,22 @@ class ProfileStore:
             power_profile_required=bool(merged.get("gpu.power_profile_required", False)))
 
 
+def _refusal(entry: _Entry) -> ProfileError:
+    return ProfileError(entry.display, message=f"refused: {entry.untrusted}")
+
+
+def _check_trusted(entry: _Entry, flat: dict) -> None:
+    """Ownership rules of the file itself (see the module docstring)."""
+    if entry.refused:
+        raise _refusal(entry)
+    max_w = flat.get("power.max_w")
+    if entry.untrusted and isinstance(max_w, (int, float)) and max_w > limits.TDP_MAX_W:
+        raise ProfileError(entry.display, "power.max_w", max_w, (
+            f"a TDP ceiling above {format_value(limits.TDP_MAX_W)} W is accepted only from "
+            "system configuration that root alone can change (the shipped profiles or "
+            f"{DEFAULT_ADMIN_DIR}), and {entry.untrusted}"))
+
+
 def _reader(path: str) -> Callable[[], bytes]:
     def read() -> bytes:
         with open(path, "rb") as f:
@@ -401,6 +441,8 @@ def _parse(entry: _Entry, cache: dict) -> dict:
     """One file: read, parse, validate. Returns its flat settings (see schema.validate_file)."""
     if entry.path in cache:
         return cache[entry.path]
+    if entry.refused:
+        raise _refusal(entry)
     try:
         raw = entry.read()
     except OSError as e:
@@ -440,6 +482,7 @@ def _parse(entry: _Entry, cache: dict) -> dict:
                 raise ProfileError(entry.display, k, v, "not allowed with restore_baseline = "
                                    "true (applying this profile rolls back to the machine's "
                                    "original values; it sets nothing else)")
+    _check_trusted(entry, flat)
     cache[entry.path] = flat
     return flat
 

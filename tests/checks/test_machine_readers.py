@@ -118,7 +118,10 @@ def test_modprobe_options_and_command_line(tmp_path):
     opts = {(o.module, o.param, o.value, o.where) for o in modprobe.modprobe_options(fs)}
     assert opts == {("ttm", "pages_limit", "31457280", "/etc/modprobe.d/ttm.conf"),
                     ("ttm", "page_pool_size", "15728640", "/etc/modprobe.d/ttm.conf"),
-                    ("amd_gpu", "gtt_size", "2", "/usr/lib/modprobe.d/amd-gpu.conf")}
+                    ("amd_gpu", "gtt_size", "2", "/usr/lib/modprobe.d/amd-gpu.conf"),
+                    # kmod has no inline comments: the kernel gets (and ignores) "#" and "comment"
+                    ("amd_gpu", "#", None, "/usr/lib/modprobe.d/amd-gpu.conf"),
+                    ("amd_gpu", "comment", None, "/usr/lib/modprobe.d/amd-gpu.conf")}
     assert [o.value for o in modprobe.configured(fs, "ttm", "pages_limit")] == ["31457280", "9"]
     assert [o.where for o in modprobe.configured(fs, "amdgpu", "gttsize")] == ["kernel command line"]
 

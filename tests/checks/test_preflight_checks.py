@@ -109,6 +109,9 @@ def test_unreadable_journal_warns(idle_root, state_dir):
 def test_pending_reboot_warns(idle_root, state_dir):
     assert check(pf(idle_root, state_dir), "pending_reboot")["status"] == "pass"
     write(idle_root, "etc/modprobe.d/halotune-gtt.conf", "options ttm pages_limit=16777216\n")
+    # The command line's ttm.pages_limit=28835840 wins over modprobe.d: nothing pending.
+    assert check(pf(idle_root, state_dir), "pending_reboot")["status"] == "pass"
+    write(idle_root, "proc/cmdline", "BOOT_IMAGE=/boot/vmlinuz-6.17.0-5-generic ro quiet\n")
     c = check(pf(idle_root, state_dir), "pending_reboot")
     assert c["status"] == "warn" and "memory.gtt_gib" in c["value"]
 

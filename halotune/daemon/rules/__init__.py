@@ -263,7 +263,7 @@ class Rules:
         if cached and hit is not None and now - hit[0] < PROFILE_CACHE_S:
             return hit[1]
         try:
-            profile = ProfileStore(self.daemon.profiles_dir).load(name)
+            profile = ProfileStore(self.daemon.profiles_dir, root=self.daemon.root).load(name)
         except ProfileError:
             if not cached:
                 raise

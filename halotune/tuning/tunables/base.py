@@ -181,6 +181,16 @@ class Tunable:
         """What the user must know after a write (reboot, initramfs)."""
         return []
 
+    def warnings(self, ctx: Context, states: dict[str, State]) -> list[str]:
+        """Why `states`, once written, would still not take effect (another configuration
+        overrides them); shown by apply and its dry run."""
+        return []
+
+    def row_note(self, ctx: Context, key: str, state: State) -> str:
+        """A short note for the verify row of `key` holding `state` (e.g. whether a boot-time
+        value is live or waits for a reboot)."""
+        return ""
+
 
 def show_state(state: State) -> str:
     if state is None:

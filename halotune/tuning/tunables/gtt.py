@@ -4,16 +4,22 @@ Interface: ttm.pages_limit / ttm.page_pool_size, 4 KiB pages (drivers/gpu/drm/tt
 GTT = pages_limit x 4096 when amdgpu.gttsize is unset. A runtime write to the parameter does
 not resize GTT (computed once at amdgpu init), so halotune writes
 /etc/modprobe.d/halotune-gtt.conf and the change waits for a reboot. The ROCm DKMS driver
-uses its own `amdttm` module instead. A ttm.pages_limit= on the kernel command line, or a
-ttm built into the kernel, would make the file a silent no-op: refused with the exact
-command line to use instead. halotune never edits the bootloader.
+uses its own `amdttm` module instead. A ttm.pages_limit= on the kernel command line, an
+amdgpu.gttsize that would win (command line or any modprobe.d file), or a ttm built into the
+kernel, would make the file a silent no-op: refused with what to do instead. halotune never
+edits the bootloader. Another modprobe.d file read after halotune's (kmod reads every
+directory's files in name order, the last value wins: machine/modprobe.py) is warned about by
+apply, and verify says whether the value is live or waits for a reboot; both use the same
+next-boot computation as `status` (machine/memory.py gtt_next_boot).
 """
 
 from __future__ import annotations
 
-from halotune.machine import parse
+import os
+
+from halotune.machine import modprobe, parse
 from halotune.machine.memory import GTT_CONF as CONF
-from halotune.machine.memory import PAGE_SIZE, pages_in_conf
+from halotune.machine.memory import PAGE_SIZE, gtt_next_boot, pages_in_conf, ttm_module_of
 from halotune.machine.platform import read_kernel_release
 from halotune.tuning import limits
 from halotune.tuning.tunables.base import InvalidTarget, Tunable
@@ -21,8 +27,40 @@ from halotune.tuning.tunables.base import InvalidTarget, Tunable
 KEY = "memory.gtt_gib"
 
 
-def ttm_module(fs) -> str:
-    return "amdttm" if fs.exists("sys/module/amdttm") else "ttm"
+ttm_module = ttm_module_of
+
+
+def _gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / (1 << 30):g} GiB"
+
+
+def running_gtt_bytes(fs) -> int | None:
+    """The running GTT size: the GPU's mem_info_gtt_total (bytes), else the live TTM limit."""
+    for rel in fs.glob("sys/class/drm/card[0-9]*/device/mem_info_gtt_total"):
+        value = fs.read_int(rel)
+        if value:
+            return value
+    pages = fs.read_int(f"sys/module/{ttm_module(fs)}/parameters/pages_limit")
+    return pages * PAGE_SIZE if pages else None
+
+
+def initramfs_note(fs, conf: str) -> str | None:
+    """Tell when the initramfs predates `conf` (root-relative): a boot that loads amdgpu from
+    it uses the copy of modprobe.d inside it."""
+    release = read_kernel_release(fs)
+    image = modprobe.initramfs_image(fs, release)
+    try:
+        stale = image is not None and os.stat(fs.path(image)).st_mtime_ns < \
+            os.stat(fs.path(conf)).st_mtime_ns
+    except OSError:
+        return None
+    if not stale:
+        return None
+    return (f"/{image} is older than /{conf}: if amdgpu and ttm load from the initramfs (they "
+            "do when amdgpu loads early, e.g. for the boot splash), the next boot reads the "
+            "initramfs's own copy of modprobe.d; rebuild it first: "
+            f"`update-initramfs -u -k {release}` (Debian/Ubuntu) or "
+            f"`dracut -f --kver {release}` (Fedora)")
 
 
 def render(module: str, pages: int, gib) -> str:
@@ -71,16 +109,14 @@ class GttSize(Tunable):
             raise InvalidTarget(KEY, gib, (
                 f"the kernel command line sets amdgpu.gttsize={gttsize}, which overrides "
                 f"ttm.pages_limit (and is deprecated): remove it, then apply again"))
-        for conf in ctx.fs.glob("etc/modprobe.d/*.conf"):
-            if conf.endswith(CONF):
-                continue
-            for line in (ctx.fs.read_text(conf) or "").splitlines():
-                words = line.split()
-                if (len(words) >= 3 and words[0] == "options" and words[1] == "amdgpu"
-                        and any(w.startswith("gttsize=") and w != "gttsize=-1" for w in words[2:])):
-                    raise InvalidTarget(KEY, gib, (
-                        f"/{conf} sets `{line.strip()}`, which overrides ttm.pages_limit (and "
-                        "is deprecated): remove that option, then apply again"))
+        content = render(module, pages, gib)
+        after = gtt_next_boot(ctx.fs, {CONF: content})
+        src = after.source
+        if src is not None and src.param == "gttsize" and src.where != modprobe.CMDLINE:
+            raise InvalidTarget(KEY, gib, (
+                f"{src.where} sets `options amdgpu gttsize={src.value}`, which overrides "
+                f"{module}.pages_limit (and is deprecated): remove that option, then apply "
+                "again"))
         if module == "ttm" and ttm_builtin(ctx.fs):
             raise InvalidTarget(KEY, gib, (
                 "ttm is built into this kernel, so modprobe.d options never reach it: add "
@@ -91,7 +127,7 @@ class GttSize(Tunable):
                 f"is more than {limits.GTT_MAX_FRACTION:.0%} of MemTotal "
                 f"({mem_total / (1 << 30):.1f} GiB): the OS would be starved; use --force to "
                 "override"))
-        return {KEY: render(module, pages, gib)}
+        return {KEY: content}
 
     def check_restore_state(self, key, state):
         # The file's bytes as read (at most 64 KiB), or None: no file.
@@ -112,10 +148,45 @@ class GttSize(Tunable):
 
     def notes(self, ctx, states) -> list[str]:
         if states.get(KEY) is None:
-            return [f"{CONF} removed; the GTT size returns to its default at the next boot"]
+            after = gtt_next_boot(ctx.fs)
+            return [f"{CONF} removed; at the next boot GTT is {_gib(after.bytes)} "
+                    f"({after.where})"]
+        stale = initramfs_note(ctx.fs, CONF)
+        if stale:
+            return [f"{CONF} written: reboot to apply", stale]
         return [f"{CONF} written: reboot to apply. If ttm is in your initramfs (it is when "
                 "amdgpu loads early), rebuild it first: `update-initramfs -u` (Debian/Ubuntu) "
                 "or `dracut -f` (Fedora)"]
+
+    def warnings(self, ctx, states) -> list[str]:
+        content = states.get(KEY)
+        if content is None:
+            return []
+        after = gtt_next_boot(ctx.fs, {CONF: content})
+        if after.problem:
+            return [after.problem]
+        src = after.source
+        if src is None or src.where == "/" + CONF:
+            return []
+        mine = pages_in_conf(content)
+        return [f"{src.where} sets `{src.module} {src.param}={src.value}` and is read after "
+                f"/{CONF} (kmod reads the *.conf files of /etc, /run, /usr/local/lib, /usr/lib "
+                "and /lib/modprobe.d in name order; the last value wins): the next boot sizes GTT "
+                f"to {_gib(after.bytes)}, not {_gib(mine and mine * PAGE_SIZE)}. Remove that "
+                f"option from {src.where} (or set the value there), then apply again"]
+
+    def row_note(self, ctx, key, state) -> str:
+        if state is None:
+            return ""
+        after = gtt_next_boot(ctx.fs)
+        if after.problem:
+            return after.problem
+        live = running_gtt_bytes(ctx.fs)
+        if after.source is not None and after.source.where != "/" + CONF:
+            return f"overridden by {after.where}: {_gib(after.bytes)} at the next boot"
+        if after.bytes is not None and after.bytes == live:
+            return "live"
+        return f"written, pending reboot (running: {_gib(live)})"
 
     def show(self, key, state):
         if state is None:
