@@ -5,6 +5,7 @@
     halotune history compare A B [--json]                side by side, what changed
     halotune history import FILE... [--label L]          llama-bench -o json / -o jsonl output
     halotune history check [REF] [--threshold P]         the regression alarm (exit 2: flagged)
+                           [--textfile FILE]             ... also as metrics for node_exporter
 
 REF: a run id (12; u3 for the user database), @latest or @previous. Reading merges the state
 database and the user's, read-only; --db FILE reads (and imports into) one file instead.
@@ -74,6 +75,9 @@ def add_parser(sub, common) -> argparse.ArgumentParser:
     chk.add_argument("ref", metavar="REF", nargs="?", default="@latest")
     chk.add_argument("--threshold", type=_percent, default=5.0, metavar="P",
                      help="flag results more than P %% below the median of earlier ones (5)")
+    chk.add_argument("--textfile", default=None, metavar="FILE",
+                     help="also write the result as Prometheus metrics to FILE (a *.prom file in "
+                          "node_exporter's textfile collector directory)")
     for sp in (show, cmp_, imp, chk):
         common(sp)
         _shared(sp, argparse.SUPPRESS)
@@ -239,6 +243,15 @@ def _read(args, cmd: str) -> int:
             return exitcodes.OK
         ref = view.resolve_ref(args.ref)
         alarms = check_regression(view, ref, args.threshold)
+        if getattr(args, "textfile", None):
+            from halotune.history import textfile
+
+            try:
+                textfile.write(args.textfile, textfile.render(ref, alarms))
+            except OSError as e:
+                print(f"halotune history check: cannot write {args.textfile}: "
+                      f"{e.strerror or e}", file=sys.stderr)
+                return exitcodes.NOT_READY
         if args.json:
             _dump({"run": ref, "threshold_percent": args.threshold, "flagged": bool(alarms),
                    "alarms": alarms})

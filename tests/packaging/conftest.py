@@ -1,0 +1,35 @@
+"""Shared by the packaging tests: the repository, and the rule for missing tools.
+
+A tool these tests drive (promtool, dpkg-buildpackage, ansible-playbook) may be absent on a
+developer's machine: the test skips and says which. In CI (CI=true) .ci/run installs them, so
+an absent tool is a failure there, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, why: str) -> None:
+    """Skip (fail in CI) unless `condition`."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"{why} (CI=true: .ci/run must provide it)")
+    pytest.skip(why)
+
+
+def require_tool(name: str, path: str | None = None) -> str:
+    """The full path of executable `name` (searched in `path`, else PATH)."""
+    found = shutil.which(name, path=path)
+    need(found is not None, f"{name} not installed")
+    return found
