@@ -33,3 +33,10 @@ def require_tool(name: str, path: str | None = None) -> str:
     found = shutil.which(name, path=path)
     need(found is not None, f"{name} not installed")
     return found
+
+
+def clean_env() -> dict:
+    """This environment without the test run's Python settings (PYTHONPATH points into the
+    checkout; VIRTUAL_ENV at the test venv) or halotune's."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "HALOTUNE_")) and k != "VIRTUAL_ENV"}
