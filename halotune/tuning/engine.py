@@ -176,19 +176,7 @@ class Engine:
                                    not t.matches(k, current.get(k), target), k in mine))
         if problems:
             raise EngineError(problems)
-        self._not_reasserted(items)
         return items + self._side_effects(items), skipped, notes
-
-    @staticmethod
-    def _not_reasserted(items: list[_Item]) -> None:
-        """Keys going back to their originals that a changing write of this plan sets by itself
-        (a level other than `manual` sets the OD range, and refuses OD edits): journaled only;
-        their originals stay in the baseline for the rollback."""
-        reset = {k for i in items if i.changed
-                 for k in getattr(i.tunable, "resets", lambda _s: ())({i.key: i.target})}
-        for i in items:
-            if not i.from_profile and i.key in reset:
-                i.target, i.changed, i.journal_only = i.current, False, True
 
     def _side_effects(self, items: list[_Item]) -> list[_Item]:
         """Keys that the planned writes may move without being written themselves (a platform
