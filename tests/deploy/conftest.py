@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -40,3 +41,23 @@ def clean_env() -> dict:
     checkout; VIRTUAL_ENV at the test venv) or halotune's."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("PYTHON", "HALOTUNE_")) and k != "VIRTUAL_ENV"}
+
+
+def copy_tree(dest: str) -> None:
+    """The project's files (git's view when there is one: no .venv, no build leftovers)."""
+    if os.path.exists(os.path.join(REPO, ".git")):
+        files = subprocess.run(["git", "-C", REPO, "ls-files", "-co", "--exclude-standard", "-z"],
+                               capture_output=True, check=True).stdout.split(b"\0")
+        for rel in filter(None, (f.decode() for f in files)):
+            src, dst = os.path.join(REPO, rel), os.path.join(dest, rel)
+            if not os.path.lexists(src):
+                continue                  # deleted in the work tree
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            else:
+                shutil.copy2(src, dst)
+    else:
+        shutil.copytree(REPO, dest, symlinks=True, ignore=shutil.ignore_patterns(
+            ".venv", ".venv-ansible", ".git", "__pycache__", "*.egg-info", "build",
+            ".halotune-*"))

@@ -11,34 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from .conftest import REPO, clean_env, in_ci, need, require_tool
+from .conftest import REPO, clean_env, copy_tree, in_ci, need, require_tool
 
 VENV = "/usr/lib/halotune/venv"
-
-
-def _copy_tree(dest: str) -> None:
-    """The project's files (git's view when there is one: no .venv, no build leftovers)."""
-    if os.path.isdir(os.path.join(REPO, ".git")) or os.path.isfile(os.path.join(REPO, ".git")):
-        files = subprocess.run(["git", "-C", REPO, "ls-files", "-co", "--exclude-standard", "-z"],
-                               capture_output=True, check=True).stdout.split(b"\0")
-        for rel in filter(None, (f.decode() for f in files)):
-            src, dst = os.path.join(REPO, rel), os.path.join(dest, rel)
-            if not os.path.lexists(src):
-                continue                  # deleted in the work tree
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if os.path.islink(src):
-                os.symlink(os.readlink(src), dst)
-            else:
-                shutil.copy2(src, dst)
-    else:
-        shutil.copytree(REPO, dest, symlinks=True, ignore=shutil.ignore_patterns(
-            ".venv", ".git", "__pycache__", "*.egg-info", "build", ".halotune-*"))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +27,7 @@ def deb(tmp_path_factory) -> str:
         require_tool(tool)
     work = tmp_path_factory.mktemp("deb")
     src = str(work / "halotune")
-    _copy_tree(src)
+    copy_tree(src)
     deps = subprocess.run(["dpkg-checkbuilddeps"], cwd=src, capture_output=True, text=True)
     need(deps.returncode == 0, f"build dependencies missing: {deps.stderr.strip()}")
     started = time.monotonic()
