@@ -197,3 +197,19 @@ def test_this_machine_reads_the_root(tmp_path):
     assert this_machine(str(tmp_path)) == {"name": "halo-01",
                                            "machine_id": "0123456789abcdef0123456789abcdef"}
     assert this_machine(str(tmp_path), "rack3-node2")["name"] == "rack3-node2"
+
+
+def test_forecast_ignores_other_machines_probes(db_path):
+    """The roofline efficiency the forecast starts from is this machine's latest probe, never
+    a probe merged in from another machine's export (even when it is newer)."""
+    with HistoryDB(db_path) as db:
+        db.add_run("probe", make_tests(), fingerprint=fingerprint(),
+                   result={"roofline": {"tg_efficiency": 0.71}})
+        db.add_run("probe", make_tests(), fingerprint=fingerprint(),
+                   result={"roofline": {"tg_efficiency": 0.93}},
+                   origin={"via": "fleet-import", "machine": {"name": "box-b"}},
+                   run_uuid="0" * 32, if_new=True)
+        assert db.last_tg_efficiency() == 0.71
+        # the same uuid again is left alone
+        assert db.add_run("probe", [], fingerprint={}, run_uuid="0" * 32, if_new=True) is None
+        assert db.count() == 2
