@@ -3,8 +3,11 @@
     halotune history [--json] [--limit N] [--kind K]     the latest runs, oldest first
     halotune history show REF [--json]                   one run, everything stored
     halotune history compare A B [--json]                side by side, what changed
-    halotune history import FILE... [--label L]          llama-bench -o json / -o jsonl output
+    halotune history import FILE... [--label L]          llama-bench -o json / -o jsonl output,
+                                                         or another machine's history export
+    halotune history export [--out FILE] [--machine N]   every run as JSON lines (fleets)
     halotune history check [REF] [--threshold P]         the regression alarm (exit 2: flagged)
+                           [--textfile FILE]             ... also as metrics for node_exporter
 
 REF: a run id (12; u3 for the user database), @latest or @previous. Reading merges the state
 database and the user's, read-only; --db FILE reads (and imports into) one file instead.
@@ -58,23 +61,35 @@ def add_parser(sub, common) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_nonneg_int, default=50, metavar="N",
                    help="show the latest N runs (50)")
     p.add_argument("--kind", choices=KINDS, default=None, help="only runs of this kind")
-    hs = p.add_subparsers(dest="history_command", metavar="show|compare|import|check")
+    hs = p.add_subparsers(dest="history_command", metavar="show|compare|import|export|check")
     show = hs.add_parser("show", help="one run with everything stored")
     show.add_argument("ref", metavar="REF")
     cmp_ = hs.add_parser("compare", help="two runs side by side: fingerprint changes, deltas")
     cmp_.add_argument("a", metavar="A")
     cmp_.add_argument("b", metavar="B")
-    imp = hs.add_parser("import", help="store llama-bench -o json / -o jsonl output files")
+    imp = hs.add_parser("import", help="store llama-bench -o json / -o jsonl output files, or "
+                                       "merge another machine's `history export`")
     imp.add_argument("files", metavar="FILE", nargs="+")
     imp.add_argument("--label", default=None, metavar="L",
-                     help="label for the imported runs (default: the file name)")
+                     help="label for imported llama-bench runs (default: the file name); "
+                          "history exports keep their own labels")
     imp.add_argument("--socket", default=None, metavar="PATH",
                      help="daemon API socket (env HALOTUNE_SOCKET)")
+    exp = hs.add_parser("export", help="every stored run as JSON lines with its fingerprint and "
+                                       "machine, for `history import` on another machine")
+    exp.add_argument("--out", default=None, metavar="FILE",
+                     help="write FILE (atomically, mode 0640) instead of standard output")
+    exp.add_argument("--machine", default=None, metavar="NAME",
+                     help="name this machine in the export (default: its host name)")
+    exp.add_argument("--kind", choices=KINDS, default=None, help="only runs of this kind")
     chk = hs.add_parser("check", help="regression alarm for a run (default @latest)")
     chk.add_argument("ref", metavar="REF", nargs="?", default="@latest")
     chk.add_argument("--threshold", type=_percent, default=5.0, metavar="P",
                      help="flag results more than P %% below the median of earlier ones (5)")
-    for sp in (show, cmp_, imp, chk):
+    chk.add_argument("--textfile", default=None, metavar="FILE",
+                     help="also write the result as Prometheus metrics to FILE (a *.prom file in "
+                          "node_exporter's textfile collector directory)")
+    for sp in (show, cmp_, imp, exp, chk):
         common(sp)
         _shared(sp, argparse.SUPPRESS)
     return p
@@ -196,6 +211,8 @@ def run(args) -> int:
     try:
         if cmd == "import":
             return _import(args)
+        if cmd == "export":
+            return _export(args)
         return _read(args, cmd)
     except HistoryError as e:
         print(f"halotune history: {e}", file=sys.stderr)
@@ -239,6 +256,15 @@ def _read(args, cmd: str) -> int:
             return exitcodes.OK
         ref = view.resolve_ref(args.ref)
         alarms = check_regression(view, ref, args.threshold)
+        if getattr(args, "textfile", None):
+            from halotune.history import textfile
+
+            try:
+                textfile.write(args.textfile, textfile.render(ref, alarms))
+            except OSError as e:
+                print(f"halotune history check: cannot write {args.textfile}: "
+                      f"{e.strerror or e}", file=sys.stderr)
+                return exitcodes.NOT_READY
         if args.json:
             _dump({"run": ref, "threshold_percent": args.threshold, "flagged": bool(alarms),
                    "alarms": alarms})
@@ -247,11 +273,59 @@ def _read(args, cmd: str) -> int:
         return exitcodes.NOT_READY if alarms else exitcodes.OK
 
 
+def _export(args) -> int:
+    from halotune.history.fleet import export_lines, write_export
+    from halotune.history.view import HistoryView
+
+    with HistoryView.open(args.root, db_path=args.db) as view:
+        for err in view.errors:
+            print(f"halotune history: {err}", file=sys.stderr)
+        if args.db and view.errors:
+            return exitcodes.NOT_READY
+        lines = export_lines(view, args.root, args.machine, args.kind)
+    if args.out is None:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        return exitcodes.OK
+    try:
+        write_export(lines, args.out)
+    except OSError as e:
+        print(f"halotune history export: cannot write {args.out}: {e.strerror or e}",
+              file=sys.stderr)
+        return exitcodes.NOT_READY
+    print(f"{args.out}: {len(lines)} run(s) exported", file=sys.stderr)
+    return exitcodes.OK
+
+
+def _import_export(args, path: str):
+    """One history export merged; (entry for --json, failed?)."""
+    from halotune.history.fleet import ExportFormatError, import_export
+
+    try:
+        merged = import_export(path, root=args.root, db_path=args.db)
+    except ExportFormatError as e:
+        print(f"halotune history import: {e}", file=sys.stderr)
+        return None
+    if not args.json:
+        print(f"{path}: {len(merged.added)} run(s) added"
+              + (f" (from {', '.join(merged.machines)})" if merged.machines else "")
+              + f", {merged.skipped} already stored, in {merged.db}")
+    return {"file": path, "format": "halotune-export", "db": merged.db, "added": merged.added,
+            "skipped": merged.skipped, "machines": merged.machines}
+
+
 def _import(args) -> int:
+    from halotune.history.fleet import file_is_export
     from halotune.history.importer import ImportRefused, import_file
 
     done, failed = [], 0
     for path in args.files:
+        if file_is_export(path):
+            entry = _import_export(args, path)
+            if entry is None:
+                failed += 1
+            else:
+                done.append(entry)
+            continue
         try:
             rec = import_file(path, label=args.label, root=args.root,
                               socket=getattr(args, "socket", None), db_path=args.db)
@@ -259,7 +333,8 @@ def _import(args) -> int:
             print(f"halotune history import: {e}", file=sys.stderr)
             failed += 1
             continue
-        done.append({"file": path, "ref": rec.ref, "id": rec.id, "db": rec.db, "via": rec.via})
+        done.append({"file": path, "format": "llama-bench", "ref": rec.ref, "id": rec.id,
+                     "db": rec.db, "via": rec.via})
         if not args.json:
             print(f"{path}: stored as run {rec.ref} in {rec.db or 'the daemon database'}")
     if args.json:

@@ -3,6 +3,7 @@ and energy."""
 
 from __future__ import annotations
 
+from halotune.history.db import machine_of
 from halotune.model.fingerprint import diff_fingerprints, flatten, format_value
 
 TEST_METRICS = ("tokens_per_s", "joules_per_token", "avg_power_w")
@@ -20,15 +21,18 @@ def _delta(a, b) -> float | None:
 
 
 def _brief(run: dict) -> dict:
-    return {k: run.get(k) for k in ("ref", "id", "created_at", "measured_at", "kind", "label",
-                                    "profile", "backend", "model")}
+    brief = {k: run.get(k) for k in ("ref", "id", "created_at", "measured_at", "kind", "label",
+                                     "profile", "backend", "model")}
+    # The machine of a run imported from another's `history export`; None: measured here.
+    brief["machine"] = machine_of(run.get("origin"))
+    return brief
 
 
 def compare_runs(a: dict, b: dict) -> dict:
     """{"a", "b" (run summaries), "fingerprint": [{"key", "a", "b", "changed"}] (every field,
     changed ones flagged), "fingerprint_changes": [{"key", "a", "b"}], "tests": [{"name", "a",
-    "b", deltas}], "telemetry": [{"metric", "a", "b", "delta"}]}. Tests match by name (and
-    model when the runs measured several)."""
+    "b", deltas}], "telemetry": [{"metric", "a", "b", "delta"}], "same_machine": bool}. Tests
+    match by name (and model when the runs measured several)."""
     fa, fb = flatten(a.get("fingerprint") or {}), flatten(b.get("fingerprint") or {})
     changes = diff_fingerprints(a.get("fingerprint") or {}, b.get("fingerprint") or {})
     changed_keys = {k for k, _, _ in changes}
@@ -57,7 +61,8 @@ def compare_runs(a: dict, b: dict) -> dict:
                   "delta": _delta(tel_a.get(m), tel_b.get(m))} for m in TELEMETRY_METRICS]
     return {"a": _brief(a), "b": _brief(b), "fingerprint": rows,
             "fingerprint_changes": [{"key": k, "a": va, "b": vb} for k, va, vb in changes],
-            "tests": tests, "telemetry": telemetry}
+            "tests": tests, "telemetry": telemetry,
+            "same_machine": machine_of(a.get("origin")) == machine_of(b.get("origin"))}
 
 
 # --- text -----------------------------------------------------------------------------------------
@@ -106,10 +111,15 @@ def render_compare(cmp: dict, style=None) -> str:
 
     def head(r):
         model = (r.get("model") or {}).get("name") or "-"
-        return (f"run {r['ref']}: {r['kind']} {r['created_at']}  model {model}  backend "
+        return (f"run {r['ref']}: {r['kind']} {r['created_at']}  machine "
+                f"{r.get('machine') or '(this one)'}  model {model}  backend "
                 f"{r.get('backend') or '-'}  profile {r.get('profile') or '-'}"
                 + (f"  label {r['label']}" if r.get("label") else ""))
-    out = [f"A  {head(a)}", f"B  {head(b)}", ""]
+    out = [f"A  {head(a)}", f"B  {head(b)}"]
+    if not cmp.get("same_machine", True):
+        out.append(f"* different machines: {a.get('machine') or '(this one)'} and "
+                   f"{b.get('machine') or '(this one)'}")
+    out.append("")
     n = len(cmp["fingerprint_changes"])
     out.append(f"Fingerprint ({n} field{'s' if n != 1 else ''} changed, marked *)")
     fp_rows = [[("* " if r["changed"] else "  ") + r["key"], _cell(r["a"]), _cell(r["b"])]

@@ -80,6 +80,14 @@ TEST_COLUMNS = ("name", "model_name", "n_prompt", "n_gen", "n_depth", "tokens_pe
                 "cv_percent", "joules_per_token", "avg_power_w")
 
 
+def machine_of(origin: dict | None) -> str | None:
+    """The machine a run was measured on when it came from another machine's history export
+    (origin {"via": "fleet-import", "machine": {"name": ...}}); None for runs measured here."""
+    machine = (origin or {}).get("machine") if isinstance(origin, dict) else None
+    name = machine.get("name") if isinstance(machine, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 class HistoryError(Exception):
     """The database cannot be used; the message names the file and says what to do."""
 
@@ -291,8 +299,9 @@ class HistoryDB:
                 backend: str | None = None, model: dict | None = None,
                 forecast: dict | None = None, label: str | None = None,
                 measured_at: str | None = None, origin: dict | None = None,
-                run_uuid: str | None = None) -> int:
-        """Store one run and its tests; returns the run id."""
+                run_uuid: str | None = None, if_new: bool = False) -> int | None:
+        """Store one run and its tests; returns the run id. With `if_new`, a run whose
+        `run_uuid` is stored already is left alone and None is returned (fleet imports)."""
         if self.readonly:
             raise HistoryError(f"{self.path} is open read-only")
         if kind not in KINDS:
@@ -313,6 +322,10 @@ class HistoryDB:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                if if_new and run_uuid and self.conn.execute(
+                        "SELECT 1 FROM runs WHERE uuid = ?", (run_uuid,)).fetchone():
+                    self.conn.execute("ROLLBACK")
+                    return None
                 cur = self.conn.execute(
                     "INSERT INTO runs (uuid, created_at, measured_at, kind, label, profile, "
                     "backend, model_name, model_sha256, model_json, fingerprint_json, "
@@ -401,13 +414,22 @@ class HistoryDB:
 
     def find_tests(self, name: str, model_name: str | None) -> list[dict]:
         """Every stored result of test `name` on model `model_name`, with what regression
-        checks compare: run id, measured_at, backend, model sha256, tokens/s, kind, profile."""
+        checks compare: run id, measured_at, backend, model sha256, tokens/s, kind, profile, and
+        the machine a fleet import came from (None: measured here)."""
         rows = self._query(
             "SELECT t.run_id, t.tokens_per_s, r.measured_at, r.backend, r.model_sha256, r.kind, "
-            "r.profile "
+            "r.profile, r.origin_json "
             "FROM tests t JOIN runs r ON r.id = t.run_id WHERE t.name = ? AND "
             "t.model_name IS ? ORDER BY r.measured_at, r.id", (name, model_name))
-        return [dict(r) | {"db": self.path, "ref": str(r["run_id"])} for r in rows]
+        out = []
+        for r in rows:
+            row = dict(r)
+            row["machine"] = machine_of(_loads(row.pop("origin_json")))
+            out.append(row | {"db": self.path, "ref": str(r["run_id"])})
+        return out
+
+    def has_run(self, run_uuid: str) -> bool:
+        return bool(self._query("SELECT 1 FROM runs WHERE uuid = ?", (run_uuid,)))
 
     def fingerprint_of(self, run_id: int) -> dict:
         rows = self._query("SELECT fingerprint_json FROM runs WHERE id = ?", (run_id,))
@@ -415,8 +437,10 @@ class HistoryDB:
 
     def last_tg_efficiency(self) -> float | None:
         """The roofline tg efficiency of the latest probe that measured one."""
-        for r in self._query("SELECT result_json FROM runs WHERE kind = 'probe' "
+        for r in self._query("SELECT result_json, origin_json FROM runs WHERE kind = 'probe' "
                              "ORDER BY id DESC LIMIT 50"):
+            if machine_of(_loads(r["origin_json"])) is not None:
+                continue             # another machine's probe (a fleet import)
             value = ((_loads(r["result_json"]) or {}).get("roofline") or {}).get("tg_efficiency")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)

@@ -4,7 +4,8 @@ changed since.
 A test of a run is flagged when its tokens/s is more than `threshold_percent` below the median
 of earlier comparable results: the same test name, model (name; sha256 too when both runs know
 it) and backend, measured before it (sweeps left out: they vary the TDP on purpose; a
-validation compares only with results under the same profile, as quiet is meant to be slower). The
+validation compares only with results under the same profile, as quiet is meant to be slower;
+runs imported from another machine's `history export` compare only with that machine's). The
 alarm names the fingerprint fields that differ between the flagged run and the run(s) that
 gave the median, which is usually the answer to "why" (a kernel, firmware or TDP change).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 
+from halotune.history.db import machine_of
 from halotune.model.fingerprint import diff_fingerprints, format_value
 
 DEFAULT_THRESHOLD_PERCENT = 5.0
@@ -24,6 +26,9 @@ def _comparable(row: dict, run: dict) -> bool:
     if row["ref"] == run["ref"] or row["kind"] in EXCLUDED_KINDS:
         return False
     if row["tokens_per_s"] is None or row["backend"] != run["backend"]:
+        return False
+    # Another machine's results (a fleet import) are no baseline for this one.
+    if row.get("machine") != machine_of(run.get("origin")):
         return False
     if "validate" in (row["kind"], run["kind"]) and row.get("profile") != run.get("profile"):
         return False
