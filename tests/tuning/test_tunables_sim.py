@@ -465,7 +465,6 @@ def test_gtt_rollback_restores_an_existing_file_byte_for_byte(sim_root, state_di
     drop_ttm_from_cmdline(sim_root)
     admin = "# admin's own\noptions ttm pages_limit=20971520 page_pool_size=20971520\n"
     write_plain(sim_root, GTT_CONF, admin)
-    before = tree_snapshot(sim_root)
     _ok(engine_for(sim_root).apply(make_profile(**{"memory.gtt_gib": 64})))
     reboot(sim_root)
     assert read_file(sim_root, f"{DEV}/mem_info_gtt_total") == f"{64 << 30}\n"
