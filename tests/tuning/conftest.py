@@ -315,16 +315,31 @@ def scratch_dir(tmp_path) -> tuple[str, bool]:
     return str(tmp_path), False
 
 
-@pytest.fixture
-def sim_root(tmp_path):
+def _laid_out(tmp_path, kernel: str | None = None):
     import shutil
 
     base, remove = scratch_dir(tmp_path)
     root = os.path.join(base, "root")
-    lay_out(root)
+    lay_out(root) if kernel is None else lay_out(root, kernel=kernel)
     yield root
     if remove:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sim_root(tmp_path):
+    yield from _laid_out(tmp_path)
+
+
+# The kernel-fidelity tests run against a kernel before the platform-profile class interface
+# (6.12) and the reference snapshot's (6.17): see halotune/sim/kversion.py.
+KERNELS = ("6.12", "6.17")
+
+
+@pytest.fixture(params=KERNELS)
+def kernel_root(request, tmp_path):
+    """A simulated machine running each of KERNELS in turn."""
+    yield from _laid_out(tmp_path, request.param)
 
 
 @pytest.fixture

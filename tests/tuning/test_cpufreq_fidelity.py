@@ -13,26 +13,17 @@ import pytest
 
 from halotune.machine.rootfs import RootFS
 from halotune.sim import store
-from halotune.sim.tree import lay_out
 
-from .conftest import (CPUFREQ, assert_same_tree, make_profile, read_journal, scratch_dir,
+from .conftest import (CPUFREQ, assert_same_tree, make_profile, read_journal,
                        tree_snapshot)
 
-KERNELS = ["6.12", "6.17"]
 SMT = "sys/devices/system/cpu/smt/control"
 EPP = "energy_performance_preference"
 
 
-@pytest.fixture(params=KERNELS)
-def kroot(request, tmp_path):
-    import shutil
-
-    base, remove = scratch_dir(tmp_path)
-    root = os.path.join(base, "root")
-    lay_out(root, kernel=request.param)
-    yield root
-    if remove:
-        shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture
+def kroot(kernel_root):
+    return kernel_root
 
 
 def _file(root: str, rel: str) -> str | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import threading
 import time
 
@@ -21,26 +20,19 @@ import pytest
 
 from halotune.machine.rootfs import RootFS
 from halotune.sim.reboot import reboot
-from halotune.sim.tree import lay_out
 from halotune.tuning.journal import StateDir
 
 from .conftest import (CPUFREQ, assert_same_tree, boot_id, drop_ttm_from_cmdline, live_states,
-                       make_profile, read_file, read_journal, scratch_dir, tree_snapshot,
+                       make_profile, read_file, read_journal, tree_snapshot,
                        write_plain, writes)
 
-KERNELS = ("6.12", "6.17")
 GTT_CONF = "etc/modprobe.d/halotune-gtt.conf"
 ADMIN_CONF = "options ttm pages_limit=20971520 page_pool_size=20971520\n"
 
 
-@pytest.fixture(params=KERNELS)
-def root(request, tmp_path):
-    base, remove = scratch_dir(tmp_path)
-    path = os.path.join(base, "root")
-    lay_out(path, kernel=request.param)
-    yield path
-    if remove:
-        shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture
+def root(kernel_root):
+    return kernel_root
 
 
 @pytest.fixture

@@ -12,20 +12,17 @@ from the sysfs files directly and from the simulator's writes.log, never through
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from halotune.machine.rootfs import RootFS
 from halotune.sim import store
-from halotune.sim.tree import lay_out
 
-from .conftest import DEV, make_profile, read_file, scratch_dir
+from .conftest import DEV, make_profile, read_file
 
 LEVEL = f"{DEV}/power_dpm_force_performance_level"
 OD = f"{DEV}/pp_od_clk_voltage"
 OD_RANGE = "OD_RANGE:\nSCLK:     600Mhz       2900Mhz\n"
-KERNELS = ("6.12", "6.17")
 
 
 def od_sclk(lo: int, hi: int) -> str:
@@ -33,16 +30,9 @@ def od_sclk(lo: int, hi: int) -> str:
     return f"OD_SCLK:\n0: {lo:>10}Mhz\n1: {hi:>10}Mhz\n{OD_RANGE}"
 
 
-@pytest.fixture(params=KERNELS)
-def machine(request, tmp_path):
-    import shutil
-
-    base, remove = scratch_dir(tmp_path)
-    root = os.path.join(base, "root")
-    lay_out(root, kernel=request.param)
-    yield root
-    if remove:
-        shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture
+def machine(kernel_root):
+    return kernel_root
 
 
 def user_sets(root: str, level: str, *od: str) -> None:

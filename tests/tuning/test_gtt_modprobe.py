@@ -13,22 +13,18 @@ import pytest
 from halotune.machine import modprobe
 from halotune.machine.rootfs import RootFS
 from halotune.sim.reboot import reboot
-from halotune.sim.tree import lay_out
 
 from .conftest import CMDLINE_NO_TTM, read_file, write_profile
 
-KERNELS = ["6.12", "6.17"]
 GTT_TOTAL = "sys/class/drm/card1/device/mem_info_gtt_total"
 GIB_PAGES = 262144
 
 
-@pytest.fixture(params=KERNELS)
-def machine(request, tmp_path):
+@pytest.fixture
+def machine(kernel_root):
     """A simulated machine whose command line leaves the GTT to modprobe.d."""
-    root = str(tmp_path / "root")
-    lay_out(root, kernel=request.param)
-    _put(root, "proc/cmdline", CMDLINE_NO_TTM)
-    return root
+    _put(kernel_root, "proc/cmdline", CMDLINE_NO_TTM)
+    return kernel_root
 
 
 @pytest.fixture

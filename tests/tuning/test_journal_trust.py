@@ -14,18 +14,12 @@ import os
 import pytest
 
 from halotune.sim import store
-from halotune.sim.tree import lay_out
 
 from .conftest import make_profile, read_journal, tree_snapshot, writes
 
-KERNELS = ("6.12", "6.17")
-
-
-@pytest.fixture(params=KERNELS)
-def root(request, tmp_path):
-    r = str(tmp_path / "root")
-    lay_out(r, kernel=request.param)
-    return r
+@pytest.fixture
+def root(kernel_root):
+    return kernel_root
 
 
 def _journal_path(state_dir: str) -> str:

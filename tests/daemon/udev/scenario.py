@@ -117,7 +117,8 @@ class Daemon:
         from halotune.machine.rootfs import RootFS
 
         self.config = config
-        self.fs = RootFS("/")
+        self.root = "/"
+        self.fs = RootFS(self.root)
         self.profiles_dir = profiles_dir
         self.events = Events()
         self.active_profile = None
