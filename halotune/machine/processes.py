@@ -15,6 +15,10 @@ daemon's rules, preflight, doctor, the GPU-client list of status and the TUI):
 The choice is made when a reader is opened (the daemon's at its start, preflight's per run).
 The two tables are never merged: pids of a fake table and of the host would collide, and a
 test that lays out its own processes must not see what else runs on the machine.
+A simulated tree's own simulated GPU clients (the demo's llama-server, sim/gpuclients.py) are
+not a process table: they live in ROOT/.halotune-sim/clients/proc, which only the GPU-client
+list (machine/drmclients.py) reads, next to the host's /proc. They never trigger a rule or a
+preflight finding, and a tree keeps reading the host's processes.
 System-wide counters (/proc/stat, meminfo, diskstats, net/dev, loadavg) are kernel files of
 the machine and are read under the root like sysfs (activity.py); only /proc/<pid> follows
 this rule. The one exception is a socket peer (peers.py): it is a real process by construction.
