@@ -12,7 +12,8 @@ the daemon keeps serving everyone else. Targets:
   time, half a line then a disconnect, 50 pipelined requests, connections closed at once, or
   right after `subscribe` or a large `history` answer, empty and CRLF lines, a BOM.
 At the end of each campaign (each test checks the daemon it fuzzed, in any order): the daemon
-still answers, its log holds no unhandled exception, and its RSS is reported. The bugs found have their own regression tests at the end of this file.
+still answers, its log holds no unhandled exception, and its RSS is reported. The bugs found
+have their own regression tests at the end of this file.
 Figure: inputs tried per target, crashes (0).
 """
 

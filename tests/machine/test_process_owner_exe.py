@@ -28,7 +28,8 @@ def test_owner_is_the_real_uid_of_the_status_line(tmp_path):
     (pid / "stat").write_text("4321 (llama-server) S 1 4321 4321 0 -1 0\n")
     (pid / "cmdline").write_bytes(b"llama-server\0")
     (pid / "comm").write_text("llama-server\n")
-    (pid / "status").write_text("Name:\tllama-server\nUid:\t1001\t0\t0\t0\nGid:\t100\t100\t100\t100\n")
+    (pid / "status").write_text("Name:\tllama-server\nUid:\t1001\t0\t0\t0\n"
+                                "Gid:\t100\t100\t100\t100\n")
     source = ProcessSource(exclude_pid=1, proc=str(tmp_path / "proc"))
     assert 4321 in source.snapshot()
     assert source.owner(4321) == 1001
