@@ -154,6 +154,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        help="put the files under DIR instead of / (staging: systemd is not run)")
         v.add_argument("--dry-run", action="store_true",
                        help="print what would be done, change nothing")
+        if verb == "install":
+            v.add_argument("--force", action="store_true",
+                           help="install even when a non-root user can write the installation")
         v.add_argument("--state-dir", metavar="DIR", default=os.environ.get("HALOTUNE_STATE_DIR"),
                        help="journal to roll back with (uninstall; default /var/lib/halotune, or "
                             "DIR/.halotune-state for --root DIR)")

@@ -193,6 +193,22 @@ def _under_home(path: str) -> bool:
     return any(path == d or path.startswith(d + "/") for d in HOME_DIRS)
 
 
+def _user(uid: int) -> str:
+    import pwd
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    import grp
+    try:
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"
+
+
 def trust_problems(paths: list[str]) -> list[str]:
     """Files and directories of the installation that someone other than root could change:
     whoever can is root once the service starts."""
@@ -207,11 +223,12 @@ def trust_problems(paths: list[str]) -> list[str]:
                 st = os.stat(q)
             except OSError:
                 continue
+            mode = f"mode {stat.S_IMODE(st.st_mode):04o}"
             if st.st_uid != 0:
-                problems.append(f"{q} is owned by uid {st.st_uid}, not root")
+                problems.append(f"{q} is owned by {_user(st.st_uid)}, not root ({mode})")
             elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
                 problems.append(f"{q} is writable by group or others "
-                                f"(mode {stat.S_IMODE(st.st_mode):04o})")
+                                f"(owner root, group {_group(st.st_gid)}, {mode})")
     return problems
 
 
@@ -256,17 +273,23 @@ def _run(argv: list[str], dry_run: bool) -> bool:
 
 # --- install ---------------------------------------------------------------------------------
 
-def install(prefix: str, dry_run: bool) -> int:
+def install(prefix: str, dry_run: bool, force: bool = False) -> int:
     from halotune.machine import durable
 
     argv = entry_point()
     pythonpath = needs_pythonpath(argv)
     involved = installation_paths(argv)
     home_ro = any(_under_home(p) for p in involved)
-    for problem in trust_problems(involved):
-        print(f"halotune: warning: {problem}: the service runs this as root, so that account "
-              "can take over the machine; install halotune as root (e.g. pipx as root, or "
-              "pip into a root-owned virtual environment)", file=sys.stderr)
+    problems = trust_problems(involved)
+    for problem in problems:
+        print(f"halotune: {'warning' if force else 'error'}: {problem}: the service runs this "
+              "as root, so whoever can write it can take over the machine", file=sys.stderr)
+    if problems and not force:
+        # The unit would run code a non-root user can replace: refuse unless told otherwise.
+        raise ServiceError("refusing to install a service that runs a non-root-writable "
+                           "installation as root; install halotune as root (e.g. pipx as root, "
+                           "or pip into a root-owned virtual environment), fix the owner/mode "
+                           "above, or pass --force to install anyway", exitcodes.NOT_READY)
     contents = {}
     for name, rel in FILES:
         data = packaged(name)
@@ -421,7 +444,7 @@ def uninstall(prefix: str, root: str, state_dir: str, dry_run: bool) -> int:
 def run(args) -> int:
     action = getattr(args, "service_command", None)
     if action not in ("install", "uninstall"):
-        print("usage: halotune service install|uninstall [--prefix DIR] [--dry-run]",
+        print("usage: halotune service install|uninstall [--prefix DIR] [--dry-run] [--force]",
               file=sys.stderr)
         return exitcodes.USAGE
     prefix = os.path.abspath(getattr(args, "prefix", None) or "/")
@@ -433,7 +456,7 @@ def run(args) -> int:
         return exitcodes.PERMISSION
     try:
         if action == "install":
-            return install(prefix, dry_run)
+            return install(prefix, dry_run, bool(getattr(args, "force", False)))
         from halotune.tuning.engine import default_state_dir
 
         root = getattr(args, "root", None) or "/"

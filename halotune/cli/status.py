@@ -19,6 +19,9 @@ from halotune.cli import exitcodes
 from halotune.machine.rootfs import RootFS
 
 
+DEMO_PRIME_S = 1.0
+
+
 @contextlib.contextmanager
 def _demo_root():
     """A simulated Strix Halo in a temporary directory, animated while the command runs."""
@@ -60,6 +63,11 @@ def _status(args, root: str, demo: bool) -> int:
     fs = RootFS(root)
     sampler = Sampler(fs)
     try:
+        if demo:
+            # Engine busy % is the growth of a counter between two reads: a demo snapshot is
+            # the second of two, one animation step apart, so it shows like a live machine's.
+            sampler.sample()
+            time.sleep(DEMO_PRIME_S)
         if args.json:
             snap = sampler.sample()
             if args.cross_check:

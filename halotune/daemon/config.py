@@ -62,6 +62,45 @@ class ProcessRule(_Strict):
     match: list[str] = Field(min_length=1)          # process names (comm) or argv[0] basenames
     profile: str = Field(min_length=1)
     hold_s: float = Field(30.0, ge=MIN_HOLD_S, le=3600)   # keep the profile after the exit
+    # Optional: only processes whose real uid is one of these (names or uids) match.
+    users: list[str | int] | None = None
+    # Optional: only processes whose /proc/PID/exe is one of these paths (globs allowed).
+    exe: list[str] | None = None
+
+    @field_validator("users")
+    @classmethod
+    def _known_users(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must name at least one user (or leave users out)")
+        return [resolve_uid(u) for u in v]
+
+    @field_validator("exe")
+    @classmethod
+    def _absolute_paths(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must name at least one path (or leave exe out)")
+        for path in v:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} is not an absolute path")
+        return v
+
+
+def resolve_uid(user: str | int) -> int:
+    """A user name or uid, as a uid; a name this machine does not know is an error."""
+    import pwd
+
+    if isinstance(user, int) or is_uint(str(user)):
+        if int(user) < 0:
+            raise ValueError(f"{user!r} is not a uid")
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ValueError(f"no such user: {user!r}") from None
 
 
 class PowerSourceRule(_Strict):

@@ -18,8 +18,12 @@ drm-engine-capacity-<name> when the driver reports several engines of a kind). R
 are listed by KFD under /sys/class/kfd/kfd/proc/<pid>; one without a readable DRM descriptor
 still gets a row (kfd true, VRAM from KFD's vram_<gpu_id> files).
 
-Processes are read where processes.process_root says (the Sampler asks it): `proc_root` and
+Processes are read where processes.process_root says (DrmClientReader.of): `proc_root` and
 `sys_root` default to "/" and exist so tests can point the reader at literal fixture trees.
+A simulated tree read with the host's /proc also has its simulated GPU clients (the demo's
+llama-server, sim/gpuclients.py) in `<root>/.halotune-sim/clients/proc`: this reader, and only
+it, lists them next to the host's processes (their pid, PID_MAX_LIMIT and up, cannot collide
+with a host pid). The process rules, preflight and doctor never see them.
 
 Cost: listing /proc is the only per-read work for processes without DRM descriptors. Which of a
 process's descriptors are DRM device nodes (readlink -> /dev/dri/...) is remembered and checked
@@ -107,9 +111,28 @@ class DrmClientReader:
     """Reads the GPU clients of the host; keep one per sampler (it remembers engine counters
     for busy % and which descriptors are DRM nodes)."""
 
+    @classmethod
+    def of(cls, fs) -> "DrmClientReader | None":
+        """The GPU clients of the machine at `fs` (a RootFS): processes where
+        processes.process_root says, plus a simulated tree's own simulated clients when that
+        is the host's /proc; None when the machine has no processes to read."""
+        from halotune.machine.processes import process_root
+        from halotune.machine.rootfs import SIM_MARKER
+
+        root = process_root(fs)
+        if root is None:
+            return None
+        simulated = None
+        if fs.is_simulated and not fs.is_host and os.path.abspath(root) == "/":
+            simulated = os.path.join(fs.root, SIM_MARKER, "clients")
+        return cls(root, root, simulated=simulated)
+
     def __init__(self, proc_root: str = "/", sys_root: str = "/", rescan_s: float = RESCAN_S,
-                 clock=time.monotonic_ns):
+                 clock=time.monotonic_ns, simulated: str | None = None):
         self.proc = os.path.join(proc_root, "proc")
+        # Where each pid was listed: the process table, or the simulated clients' proc/.
+        self._procs = [self.proc] + ([os.path.join(simulated, "proc")] if simulated else [])
+        self._where: dict[int, str] = {}
         self.kfd_proc = os.path.join(sys_root, "sys/class/kfd/kfd/proc")
         self.kfd_nodes = os.path.join(sys_root, "sys/class/kfd/kfd/topology/nodes")
         self.rescan_ns = int(rescan_s * 1e9)
@@ -126,7 +149,7 @@ class DrmClientReader:
             return cached[1]
         found = []
         try:
-            dfd = os.open(f"{self.proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            dfd = os.open(f"{self._dir(pid)}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:             # EACCES: another user's process; ENOENT: it exited
             dfd = None
         if dfd is not None:
@@ -148,7 +171,7 @@ class DrmClientReader:
         """{(pdev, client key): parsed fdinfo}; None when a remembered fd is gone (rescan)."""
         clients: dict[tuple, dict] = {}
         for fd in fds:
-            text = _read(f"{self.proc}/{pid}/fdinfo/{fd}")
+            text = _read(f"{self._dir(pid)}/{pid}/fdinfo/{fd}")
             info = parse_fdinfo(text) if text is not None else None
             if info is None:
                 return None
@@ -203,10 +226,15 @@ class DrmClientReader:
         """One row per (process, device): pid, name, pci_slot, driver, clients, vram_bytes,
         gtt_bytes, engine_gfx_percent, engine_compute_percent, kfd. Heaviest first."""
         now = self.clock()
-        try:
-            pids = [int(e.name) for e in os.scandir(self.proc) if is_uint(e.name)]
-        except OSError:
-            pids = []
+        self._where = {}
+        for proc in self._procs:
+            try:
+                for e in os.scandir(proc):
+                    if is_uint(e.name):
+                        self._where.setdefault(int(e.name), proc)
+            except OSError:
+                continue
+        pids = list(self._where)
         live = set(pids)
         for gone in self._fds.keys() - live:
             del self._fds[gone]
@@ -271,6 +299,9 @@ class DrmClientReader:
                     row[field] = round(min(100.0, 100.0 * delta / dt / capacity), 1)
         return list(by_dev.values())
 
+    def _dir(self, pid: int) -> str:
+        return self._where.get(pid, self.proc)
+
     def _name(self, pid: int) -> str | None:
-        comm = _read(f"{self.proc}/{pid}/comm", 64)
+        comm = _read(f"{self._dir(pid)}/{pid}/comm", 64)
         return comm.strip() if comm else None

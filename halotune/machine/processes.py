@@ -15,6 +15,10 @@ daemon's rules, preflight, doctor, the GPU-client list of status and the TUI):
 The choice is made when a reader is opened (the daemon's at its start, preflight's per run).
 The two tables are never merged: pids of a fake table and of the host would collide, and a
 test that lays out its own processes must not see what else runs on the machine.
+A simulated tree's own simulated GPU clients (the demo's llama-server, sim/gpuclients.py) are
+not a process table: they live in ROOT/.halotune-sim/clients/proc, which only the GPU-client
+list (machine/drmclients.py) reads, next to the host's /proc. They never trigger a rule or a
+preflight finding, and a tree keeps reading the host's processes.
 System-wide counters (/proc/stat, meminfo, diskstats, net/dev, loadavg) are kernel files of
 the machine and are read under the root like sysfs (activity.py); only /proc/<pid> follows
 this rule. The one exception is a socket peer (peers.py): it is a real process by construction.
@@ -150,6 +154,7 @@ class ProcessSource:
         self._refreshed = time.monotonic()
         self._primed = False
         self._launchers: set[int] = set()
+        self._extra: dict[tuple[int, str], tuple[ProcInfo | None, float, object]] = {}
         try:
             import psutil  # noqa: F401
             self._psutil = psutil if proc == "/proc" else None
@@ -230,6 +235,8 @@ class ProcessSource:
             self._seen.pop(gone, None)
             self._comms.pop(gone, None)
             self._launchers.discard(gone)
+            self._extra.pop((gone, "uid"), None)
+            self._extra.pop((gone, "exe"), None)
         full = now - self._refreshed >= REFRESH_S
         if full:
             self._refreshed = now
@@ -270,6 +277,50 @@ class ProcessSource:
             info = table.get(info.ppid)
             seen += 1
         return False
+
+    # --- owner and executable, read only for the processes a rule with users/exe asks about -
+    def _cached(self, pid: int, key: str, read):
+        """A per-process value read once and kept while the process is the same (an exec
+        reads its ProcInfo again) and until the next full refresh (REFRESH_S: a setuid)."""
+        info = self._known.get(pid)
+        hit = self._extra.get((pid, key))
+        if hit is not None and hit[0] is info and hit[1] == self._refreshed:
+            return hit[2]
+        value = read(pid)
+        self._extra[(pid, key)] = (info, self._refreshed, value)
+        return value
+
+    def owner(self, pid: int) -> int | None:
+        """The process's real uid, or None when it cannot be read."""
+        return self._cached(pid, "uid", self._read_uid)
+
+    def exe(self, pid: int) -> str | None:
+        """The real path of the process's executable, or None when it cannot be read (another
+        user's process when we are not root: EACCES; a kernel thread: ENOENT)."""
+        return self._cached(pid, "exe", self._read_exe)
+
+    def _read_uid(self, pid: int) -> int | None:
+        # proc(5), /proc/PID/status "Uid:\treal\teffective\tsaved\tfs" (fs/proc/array.c
+        # task_state). Not the owner of /proc/PID: a non-dumpable process shows as root there
+        # (fs/proc/base.c task_dump_owner), which its user can arrange with prctl.
+        try:
+            with open(f"{self.proc}/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Uid:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def _read_exe(self, pid: int) -> str | None:
+        # proc(5), /proc/PID/exe: a symlink to the executable's path (fs/proc/base.c
+        # proc_exe_link); " (deleted)" is appended once the file was unlinked (d_path), e.g.
+        # a llama-server upgraded while it runs: the path it was started from still counts.
+        try:
+            path = os.readlink(f"{self.proc}/{pid}/exe")
+        except OSError:
+            return None
+        return path.removesuffix(" (deleted)")
 
     # --- questions ---------------------------------------------------------------------------
     def matching(self, patterns, table: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:

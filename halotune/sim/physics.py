@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 from halotune.sim import cpu as cpumodel
+from halotune.sim import gpuclients
 from halotune.sim import hardware as hw
 
 FAST_TAU_S = 1.0          # time_filter_alphavalue 1000000 us
@@ -197,6 +198,7 @@ def tick(state: dict, dt: float) -> None:
 
     _advance_memory(state, d, dt)
     _advance_proc(state, d, dt)
+    gpuclients.advance(state, d.act, dt)
 
 
 def _advance_memory(state: dict, d: _Demand, dt: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from halotune.machine.gpu_metrics import encode
 from halotune.sim import cpu as cpumodel
 from halotune.sim import formats as fmt
+from halotune.sim import gpuclients
 from halotune.sim import hardware as hw
 from halotune.sim import paths, store
 from halotune.sim import platform_profile as pprof
@@ -33,11 +34,13 @@ def render(state: dict) -> dict[str, str | bytes | None | _Busy]:
     files.update(_cpufreq(state))
     files.update(_system(state))
     files.update(_proc(state))
+    files.update(gpuclients.render(state))    # the simulated llama-server (not the machine)
     return files
 
 
 def publish(root: str, state: dict) -> None:
     """Bring the tree under `root` in line with `state` (caller holds the lock)."""
+    gpuclients.lay_out(root)
     for rel, content in render(state).items():
         if content is None:
             store.remove(root, rel)

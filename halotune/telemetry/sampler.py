@@ -17,7 +17,6 @@ from halotune.machine.discovery import AmdGpuDevice, find_amd_gpus
 from halotune.machine.drmclients import DrmClientReader
 from halotune.machine.memory import MemoryReader, live_gtt_bytes, pending_gtt_bytes
 from halotune.machine.platform import PlatformReader
-from halotune.machine.processes import process_root
 from halotune.machine.programs import Programs
 from halotune.machine.rootfs import RootFS
 from halotune.machine.ryzenadj import RyzenAdj, TdpLimits
@@ -57,9 +56,9 @@ class Sampler:
         # rule for every command), or from `proc_root` (a directory holding proc/ and
         # sys/class/kfd, for tests).
         if proc_root is None:
-            proc_root = process_root(fs)
-        self.drm_clients = (DrmClientReader(proc_root, proc_root)
-                            if proc_root is not None else None)
+            self.drm_clients = DrmClientReader.of(fs)
+        else:
+            self.drm_clients = DrmClientReader(proc_root, proc_root)
 
     @staticmethod
     def _is_apu(fs: RootFS, dev: AmdGpuDevice) -> bool | None:

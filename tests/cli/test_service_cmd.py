@@ -362,3 +362,47 @@ def test_registered_in_the_command_line(tmp_path):
     args = main.build_parser(argv).parse_args(argv)
     assert (args.service_command, args.prefix, args.dry_run, args.state_dir) == (
         "uninstall", "/", False, "/x")
+
+
+def _writable_installation(tmp_path, monkeypatch) -> str:
+    """An entry point in a directory anyone can write (mode 0777, no sticky bit)."""
+    d = tmp_path / "venv" / "bin"
+    d.mkdir(parents=True)
+    exe = d / "halotune"
+    exe.write_text("#!/usr/bin/python3\n")
+    exe.chmod(0o755)
+    d.chmod(0o777)
+    monkeypatch.setattr(service, "entry_point", lambda: [str(exe), "daemon"])
+    monkeypatch.setattr(service, "needs_pythonpath", lambda argv: None)
+    return str(d)
+
+
+def test_install_refuses_a_non_root_writable_installation(tmp_path, monkeypatch, capsys):
+    # Issue 15: the unit runs the installation as root; one a non-root user can write was
+    # only warned about, and installed.
+    writable = _writable_installation(tmp_path, monkeypatch)
+    prefix = tmp_path / "pfx"
+    assert service.run(ns("install", prefix)) == exitcodes.NOT_READY
+    err = capsys.readouterr().err
+    owner = "owner root" if os.geteuid() == 0 else "not root"
+    assert f"{writable} is " in err and "mode 0777" in err and owner in err, err
+    assert "--force" in err
+    assert not (prefix / UNIT_REL).exists()
+
+
+def test_install_force_installs_a_writable_installation_with_a_warning(tmp_path, monkeypatch,
+                                                                         capsys):
+    writable = _writable_installation(tmp_path, monkeypatch)
+    prefix = tmp_path / "pfx"
+    assert service.run(ns("install", prefix, force=True)) == exitcodes.OK
+    err = capsys.readouterr().err
+    assert f"warning: {writable} is " in err and "mode 0777" in err, err
+    assert f"ExecStart={writable}/halotune daemon" in (prefix / UNIT_REL).read_text()
+
+
+def test_install_force_is_a_cli_flag(tmp_path, monkeypatch):
+    from halotune.cli.main import build_parser
+
+    argv = ["service", "install", "--prefix", str(tmp_path), "--force"]
+    args = build_parser(argv).parse_args(argv)
+    assert args.force is True

@@ -88,3 +88,84 @@ def test_group_member_reads_but_may_not_apply(start_daemon):
         except OSError:
             pass
         os.rmdir(sockdir) if not os.listdir(sockdir) else None
+
+
+def _as_user(path: str, uid: int, gid: int, groups: list[int]) -> dict:
+    """Fork; the child drops to uid/gid with supplementary `groups`, then applies llm-max and
+    rolls back through the API; returns what it saw."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the child: never returns
+        os.close(r)
+        out = {}
+        try:
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            out["groups"] = sorted(os.getgroups())
+            with Client(path, timeout=60) as c:
+                out["can_mutate"] = c.call("hello")["peer"]["can_mutate"]
+                for method, params in (("apply", {"profile": "llm-max"}), ("rollback", {})):
+                    try:
+                        out[method] = c.call(method, params)
+                    except ApiError as e:
+                        out[method] = [e.code, e.message]
+                    if method == "apply":
+                        out["profile_after_apply"] = c.call("status")["daemon"]["profile"]
+        except BaseException as e:  # noqa: BLE001 - report everything to the parent
+            out["error"] = repr(e)
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_admin_group_member_applies_and_rolls_back_others_cannot(start_daemon, sim_root):
+    # admin_group was in no test: a non-root member of it may change the machine.
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root): the test drops to nobody")
+    try:
+        nogroup = grp.getgrnam("nogroup").gr_gid
+        adm = grp.getgrnam("adm").gr_gid
+        nobody = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        pytest.skip("no nogroup/adm/nobody on this system")
+    from .conftest import machine_digest, read
+
+    original = machine_digest(sim_root)
+    sockdir = tempfile.mkdtemp(prefix="halotune-admin-")
+    os.chmod(sockdir, 0o755)
+    path = os.path.join(sockdir, "api.sock")
+    try:
+        d = start_daemon('[api]\nsocket_group = "nogroup"\nadmin_group = "adm"\n', socket=path)
+
+        outsider = _as_user(path, nobody, nogroup, [])
+        assert "error" not in outsider, outsider
+        assert outsider["can_mutate"] is False
+        assert outsider["apply"][0] == "EPERM" and "adm" in outsider["apply"][1], outsider
+        assert outsider["rollback"][0] == "EPERM"
+        assert d.profile() is None and machine_digest(sim_root) == original
+
+        admin = _as_user(path, nobody, nogroup, [adm])
+        assert "error" not in admin, admin
+        assert admin["groups"] == [adm]
+        assert admin["can_mutate"] is True
+        assert admin["apply"]["ok"] is True, admin["apply"]
+        assert admin["profile_after_apply"] == "llm-max"
+        assert admin["rollback"]["ok"] is True, admin["rollback"]
+        assert d.profile() is None
+        assert machine_digest(sim_root) == original
+        applies = [e for e in d.events() if e["kind"] == "apply"]
+        assert applies and f"uid {nobody}" in applies[-1]["message"], applies
+        assert read(sim_root, "proc/sys/vm/swappiness") != "10"
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.rmdir(sockdir) if not os.listdir(sockdir) else None

@@ -11,8 +11,9 @@ the daemon keeps serving everyone else. Targets:
 - fixed cases: 70 KB / 1 MB / 10 MB lines (E2BIG, then closed), requests sent one byte at a
   time, half a line then a disconnect, 50 pipelined requests, connections closed at once, or
   right after `subscribe` or a large `history` answer, empty and CRLF lines, a BOM.
-At the end: the daemon still answers, its log holds no unhandled exception, and its RSS is
-reported. The bugs found have their own regression tests at the end of this file.
+At the end of each campaign (each test checks the daemon it fuzzed, in any order): the daemon
+still answers, its log holds no unhandled exception, and its RSS is reported. The bugs found
+have their own regression tests at the end of this file.
 Figure: inputs tried per target, crashes (0).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -195,7 +197,7 @@ def test_structured_requests(api, target):
         t.hit(code)
 
     run()
-    alive(api)
+    survived(api, f"API requests ({target})", t.tried)
     record(f"fuzz: API requests ({target})", **t.figures())
 
 
@@ -244,7 +246,7 @@ def test_mutated_request_bytes(api):
         t.hit(code)
 
     run()
-    alive(api)
+    survived(api, "API mutated request bytes", t.tried)
     record("fuzz: API mutated request bytes", **t.figures())
 
 
@@ -345,19 +347,30 @@ def test_fixed_hostile_inputs(api):
         c.send(line)
         results[name] = check_answer(c.answer(), name)
     c.close()
-    alive(api)
+    survived(api, "API fixed hostile inputs", len(results))
     record("fuzz: API fixed hostile inputs", inputs=len(results) + 160, crashes=0,
            results=results)
 
 
-def test_daemon_survived_the_campaign(api):
-    """Runs after the campaign above (file order): still serving, no unhandled exception in
-    its log, memory reported."""
-    alive(api)
-    log = api.stderr()
+def survived(d, campaign: str, inputs: int) -> None:
+    """Called by each campaign on the daemon it has just fuzzed (so no test depends on the
+    order of the file, and none checks a daemon that received nothing): the inputs were sent,
+    the same daemon process is still serving, its log holds no unhandled exception, and its
+    memory is reported."""
+    assert inputs > 0, f"{campaign}: no input reached the daemon"
+    alive(d)
+    # The process serving the socket that was fuzzed is the one whose log is read below.
+    c = Conn(d.socket)
+    try:
+        server_pid = struct.unpack("3i", c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                           struct.calcsize("3i")))[0]
+    finally:
+        c.close()
+    assert server_pid == d.pid, (server_pid, d.pid)
+    log = d.stderr()
     for marker in ("Unhandled exception", "Traceback (most recent call last)"):
         assert marker not in log, log[log.index(marker) - 200:][:3000]
-    record("fuzz: API daemon after the campaign", alive=True, rss_kib=daemon_rss_kib(api.pid))
+    record(f"fuzz: API daemon after {campaign}", alive=True, rss_kib=daemon_rss_kib(d.pid))
 
 
 # --- bugs found (regression tests) --------------------------------------------------------

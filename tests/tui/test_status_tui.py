@@ -4,6 +4,7 @@ headless here (the terminal check is bypassed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import types
@@ -90,7 +91,9 @@ def test_demo_once_and_json_stay_one_shot(capsys):
     assert main(["status", "--demo", "--once"]) == 0
     assert "[simulated Strix Halo]" in capsys.readouterr().out
     assert main(["status", "--demo", "--json"]) == 0
-    assert '"processes": []' in capsys.readouterr().out
+    # The demo's GPU-process panel shows the simulated llama-server (sim/gpuclients.py).
+    procs = json.loads(capsys.readouterr().out)["processes"]
+    assert [p["name"] for p in procs if p["pid"] >= 4 * 1024 * 1024] == ["llama-server"], procs
 
 
 def test_without_a_daemon_it_samples_read_only(tui, reference_root, tmp_path, monkeypatch):

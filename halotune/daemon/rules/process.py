@@ -2,9 +2,17 @@
 
 The trigger is the process table (names and command lines), never gpu_busy_percent: a GPU at
 100 % busy may be two idle ROCm clients, and a model server between requests is at 0 %.
+
+Any local user can start a process with a matching name or command line. A rule with `users`
+matches only processes whose real uid is one of them; one with `exe` only processes whose
+/proc/PID/exe is one of those paths (globs allowed), so a copy of /bin/sleep named llama-server
+does not. Both are read only for processes that already match by name, and one that cannot be
+read (another user's exe when the daemon is not root) does not match.
 """
 
 from __future__ import annotations
+
+import fnmatch
 
 from halotune.daemon.rules.arbitration import Candidate
 
@@ -29,7 +37,8 @@ class ProcessRules:
         self._due = now + INTERVAL_S
         table = self.rules.sources.processes.snapshot()
         for i, cfg in enumerate(self.configs):
-            found = [p for p in table.values() if any(p.matches(m) for m in cfg.match)]
+            found = [p for p in table.values()
+                     if any(p.matches(m) for m in cfg.match) and self._allowed(cfg, p.pid)]
             found.sort(key=lambda p: p.pid)
             before = self.running.get(i, [])
             if found and not before:
@@ -44,6 +53,17 @@ class ProcessRules:
                                 f"exited; its profile stays {cfg.hold_s:g} s more",
                                 name=cfg.name, pid=before[0].pid, process=before[0].name)
             self.running[i] = found
+
+    def _allowed(self, cfg, pid: int) -> bool:
+        """The rule's optional owner and executable conditions hold for `pid`."""
+        source = self.rules.sources.processes
+        if cfg.users is not None and source.owner(pid) not in cfg.users:
+            return False
+        if cfg.exe is not None:
+            path = source.exe(pid)
+            if path is None or not any(fnmatch.fnmatchcase(path, pat) for pat in cfg.exe):
+                return False
+        return True
 
     def candidate(self, now: float) -> Candidate | None:
         """The first configured rule that is running or still in its hold time."""

@@ -26,7 +26,8 @@ class ProcessesPanel(Panel):
             return Text("N/A: this halotune does not report processes", style=DIM)
         if not procs:
             why = ("none" if (doc.get("root") or "/") == "/"
-                   else "none shown: host processes are not read for a tree")
+                   else "none (a tree's processes are read only when it is simulated or "
+                        "has its own proc/<pid>)")
             return Text(f"GPU clients: {why}", style=DIM)
         name_w = max(6, min(24, width - 38))
         show_dev = width - name_w >= 60
