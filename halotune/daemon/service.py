@@ -44,7 +44,11 @@ log = logging.getLogger("halotune.daemon")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 10.0
 # The longest legitimate engine job is an apply waiting 30 s for the journal lock (another
 # halotune holds it) plus its writes and ryzenadj runs (10 s each at most): twice that is hung.
-ENGINE_STUCK_S = float(os.environ.get("HALOTUNE_ENGINE_STUCK_S", "120"))
+# HALOTUNE_ENGINE_STUCK_S overrides it (the tests hang a job on purpose).
+try:
+    ENGINE_STUCK_S = max(1.0, float(os.environ.get("HALOTUNE_ENGINE_STUCK_S", "120")))
+except ValueError:
+    ENGINE_STUCK_S = 120.0
 # At stop, how long workers (a validate's probe, a record) may take to notice and end.
 WORKERS_STOP_WAIT_S = 10.0
 # A verify answer younger than this, with no change since, is served again.
@@ -567,10 +571,11 @@ class Daemon:
     async def api_verify(self, conn, params):
         # One verify a second per connection: a client asking in a tight loop waits here
         # (cheaply) instead of keeping the loop, and the engine thread's share of it, busy.
-        wait = getattr(conn, "next_verify", 0.0) - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        conn.next_verify = time.monotonic() + VERIFY_REUSE_S
+        if conn is not None:            # None: the daemon's own drift rule
+            wait = getattr(conn, "next_verify", 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            conn.next_verify = time.monotonic() + VERIFY_REUSE_S
         return await self.verify()
 
     async def verify(self) -> dict:
