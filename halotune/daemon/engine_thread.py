@@ -29,6 +29,7 @@ class EngineThread:
         self._cv = threading.Condition()
         self._closed = False
         self._current: tuple[str, float] | None = None
+        self.jobs_started = 0          # a reader's reading is only trusted if none started
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -51,6 +52,16 @@ class EngineThread:
             if fut.set_running_or_notify_cancel():
                 fut.set_exception(Stopping("the daemon is stopping"))
         return len(dropped)
+
+    def quiet_since(self) -> int | None:
+        """A mark for `still_quiet`, or None while a job runs or waits."""
+        if self._current is not None or self._jobs:
+            return None
+        return self.jobs_started
+
+    def still_quiet(self, mark: int | None) -> bool:
+        """No job ran or ran partly since `mark` (from quiet_since)."""
+        return mark is not None and self.quiet_since() == mark
 
     def running(self) -> tuple[str, float] | None:
         """(what, seconds running) of the job in progress, or None when idle."""
@@ -77,6 +88,7 @@ class EngineThread:
             if not fut.set_running_or_notify_cancel():
                 continue
             self._current = (what, time.monotonic())
+            self.jobs_started += 1
             try:
                 result = fn()
             except BaseException as e:  # noqa: BLE001 - handed to the caller

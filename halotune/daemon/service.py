@@ -569,13 +569,18 @@ class Daemon:
         return out.to_dict()
 
     async def api_verify(self, conn, params):
+        if conn is None:
+            # The daemon's own drift rule: on the engine thread, between changes, never a
+            # reading taken halfway through one (it would "see" drift and re-assert).
+            out = await self._in_engine(lambda: self._engine().verify(), "verify (drift rule)")
+            self.verified = out.ok if out.profile else None
+            return out.to_dict()
         # One verify a second per connection: a client asking in a tight loop waits here
         # (cheaply) instead of keeping the loop, and the engine thread's share of it, busy.
-        if conn is not None:            # None: the daemon's own drift rule
-            wait = getattr(conn, "next_verify", 0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            conn.next_verify = time.monotonic() + VERIFY_REUSE_S
+        wait = getattr(conn, "next_verify", 0.0) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        conn.next_verify = time.monotonic() + VERIFY_REUSE_S
         return await self.verify()
 
     async def verify(self) -> dict:
@@ -592,11 +597,10 @@ class Daemon:
         inflight = self._verify_inflight
         if inflight is not None and inflight[0] == gen and not inflight[1].done():
             try:
-                return (await asyncio.shield(inflight[1])).to_dict()
+                return (await asyncio.shield(inflight[1]))[0].to_dict()
             except JournalError as e:
                 raise ApiError("EIO", str(e)) from None
-        fut = asyncio.get_running_loop().run_in_executor(
-            self._reader_pool, lambda: self._engine().verify())
+        fut = asyncio.get_running_loop().create_task(self._reading())
         self._verify_inflight = (gen, fut)
         try:
             out = await asyncio.shield(fut)
@@ -606,11 +610,24 @@ class Daemon:
         finally:
             if self._verify_inflight is not None and self._verify_inflight[1] is fut:
                 self._verify_inflight = None
+        out, settled = out
         doc = out.to_dict()
-        if self._generation == gen:          # no change ran meanwhile: the reading holds
+        if settled and self._generation == gen:   # no change ran meanwhile: the reading holds
             self.verified = out.ok if out.profile else None
             self._verify_last = (gen, time.monotonic(), doc)
         return doc
+
+    async def _reading(self):
+        """(verify outcome, settled): settled when no change ran during the reading; while
+        changes run, a few tries, then the last reading (a reader sees what the CLI would)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(4):
+            mark = self._engine_thread.quiet_since()
+            out = await loop.run_in_executor(self._reader_pool, lambda: self._engine().verify())
+            if self._engine_thread.still_quiet(mark):
+                return out, True
+            await asyncio.sleep(0.1 * (attempt + 1))
+        return out, False
 
     async def api_hold(self, conn, params):
         owner, reason = params.get("owner"), params.get("reason", "")

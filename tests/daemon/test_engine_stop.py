@@ -24,7 +24,7 @@ from .conftest import machine_digest, wait_for
 # Bounds far above what the daemon needs (well under a second here) and far below what the
 # old daemon took (48.7 s for 300 queued verifies), under systemd's TimeoutStopSec=90.
 STOP_BOUND_S = 15.0
-APPLY_BOUND_S = 6.0
+APPLY_SLACK_S = 2.0
 VALIDATE = {"all": True, "backend": "simulated", "preset": "ci", "budget_s": 0.5,
             "rounds": 1, "record": False, "settle_s": 0}
 
@@ -174,7 +174,12 @@ def test_stop_with_250_verifies_queued_rolls_back_in_time(start_daemon, sim_root
 
 def test_admin_apply_while_50_readers_hammer_verify(start_daemon, sim_root):
     d = start_daemon()
+    # The same change without readers first: the bound scales with how loaded the machine is.
     assert d.call("apply", {"profile": "llm-max"})["ok"]     # verify reads every value
+    t0 = time.monotonic()
+    assert d.call("apply", {"profile": "quiet"})["ok"]
+    alone = time.monotonic() - t0
+    assert d.call("apply", {"profile": "llm-max"})["ok"]
     hammer = threading.Event()
     hammer.set()
     clients, threads = _readers_verifying(d, 50, hammer)
@@ -191,6 +196,9 @@ def test_admin_apply_while_50_readers_hammer_verify(start_daemon, sim_root):
         hammer.clear()
         for c in clients:
             c.close()
-    print(f"admin apply under 50 hammering readers: {took:.2f} s")
-    assert took < APPLY_BOUND_S, f"the apply took {took:.1f} s"
-    wait_for(lambda: d.call("verify")["profile"] == "quiet", 10, what="verify seeing quiet")
+    print(f"admin apply: {alone:.2f} s alone, {took:.2f} s under 50 hammering readers")
+    # The old daemon queued it behind ~50 verifies: 8.8 s where it took 1.2 s alone.
+    assert took < 2 * alone + APPLY_SLACK_S, f"the apply took {took:.1f} s ({alone:.1f} s alone)"
+    seen = []
+    wait_for(lambda: seen.append(d.call("verify")) or seen[-1]["profile"] == "quiet", 10,
+             what="verify seeing quiet")
