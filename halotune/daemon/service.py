@@ -1,9 +1,17 @@
 """`halotune daemon`: the sampling loop, the API handlers, and the service lifecycle.
 
 One asyncio loop. Sampling runs in a one-thread executor (a sample may start ryzenadj), so
-do engine changes (one writer, in their own one-thread executor); the loop itself only moves
-snapshots to subscribers and answers requests. The watchdog is pinged from the sampling loop:
-if sampling stalls, systemd restarts the service.
+do engine changes (one writer, on the engine thread, engine_thread.py); the loop itself only
+moves snapshots to subscribers and answers requests. `verify` only reads: it runs on a reader
+thread, never queued behind changes, and concurrent verifies share one reading.
+
+The watchdog is pinged from the sampling loop, and only while the engine thread makes
+progress: if sampling stalls, or one engine job runs longer than ENGINE_STUCK_S, the pings
+stop (STATUS= and the log say why) and systemd restarts the service.
+
+Stop: new changes are refused, queued ones dropped, every worker (validate, the rules'
+switch, the confirm reverter, record) is cancelled and waited for, and only then are the
+original values restored, so nothing can change the machine after that rollback.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from halotune import __version__
 from halotune.daemon import notify
 from halotune.daemon.config import DaemonConfig
 from halotune.daemon.connection import Connection
+from halotune.daemon.engine_thread import EngineThread, Stopping
 from halotune.daemon.events import EventLog
 from halotune.daemon.history import History
 from halotune.daemon.server import MUTATING_METHODS, READ_METHODS, ApiError, Server
@@ -33,6 +42,17 @@ from halotune.telemetry.sampler import Sampler
 log = logging.getLogger("halotune.daemon")
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 10.0
+# The longest legitimate engine job is an apply waiting 30 s for the journal lock (another
+# halotune holds it) plus its writes and ryzenadj runs (10 s each at most): twice that is hung.
+# HALOTUNE_ENGINE_STUCK_S overrides it (the tests hang a job on purpose).
+try:
+    ENGINE_STUCK_S = max(1.0, float(os.environ.get("HALOTUNE_ENGINE_STUCK_S", "120")))
+except ValueError:
+    ENGINE_STUCK_S = 120.0
+# At stop, how long workers (a validate's probe, a record) may take to notice and end.
+WORKERS_STOP_WAIT_S = 10.0
+# A verify answer younger than this, with no change since, is served again.
+VERIFY_REUSE_S = 1.0
 
 
 class DaemonError(Exception):
@@ -60,7 +80,17 @@ class Daemon:
         self.degraded: str | None = None
         self.rules = None                  # set by run(): halotune.daemon.rules (when present)
         self._sample_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-sample")
-        self._engine_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-engine")
+        self._engine_thread = EngineThread()
+        self._reader_pool = concurrent.futures.ThreadPoolExecutor(1, "halotune-reader")
+        # Bumped by every change: a verify reading taken before it is not reused after it.
+        self._generation = 0
+        self._verify_inflight: tuple[int, asyncio.Future] | None = None
+        self._verify_last: tuple[int, float, object] | None = None
+        self.stopping = False            # set at stop: the machine takes no more changes
+        self.stop_event = threading.Event()   # the same, for worker threads (validate)
+        self._workers: set = set()        # asyncio tasks/futures to wait for at stop
+        self._confirm_timers: set = set()
+        self._stuck_reported: str | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._lock_fd: int | None = None
@@ -85,15 +115,29 @@ class Daemon:
         from halotune.tuning.engine import Engine
         return Engine(RootFS(self.root), self.state_dir, wait_s=30.0)
 
-    async def _in_engine(self, fn):
+    async def _in_engine(self, fn, what: str = "change", at_stop: bool = False):
         from halotune.tuning.journal import JournalError
 
+        if self.stopping and not at_stop:
+            raise ApiError("EBUSY", f"{what}: the daemon is stopping; nothing was changed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._engine_pool, fn)
+            return await asyncio.wrap_future(self._engine_thread.submit(fn, what))
+        except Stopping:
+            raise ApiError("EBUSY", f"{what}: the daemon is stopping; nothing was changed") \
+                from None
         except JournalError as e:
             # A journal the engine cannot trust: refuse the change, keep serving.
             self._degrade(str(e))
             raise ApiError("EIO", str(e)) from None
+        finally:
+            self._generation += 1
+
+    def track(self, aw):
+        """Wait for this task or future at stop, before the rollback."""
+        fut = asyncio.ensure_future(aw)
+        self._workers.add(fut)
+        fut.add_done_callback(self._workers.discard)
+        return fut
 
     def _degrade(self, reason: str | None) -> None:
         if reason and reason != self.degraded:
@@ -137,7 +181,7 @@ class Daemon:
             for msg in await asyncio.get_running_loop().run_in_executor(None, ppd.coexist):
                 self.events.add("start", msg)
         try:
-            out = await self._in_engine(lambda: self._engine().recover())
+            out = await self._in_engine(lambda: self._engine().recover(), "recover")
             if out.rows:
                 self.events.add("rollback", "recovered an unfinished change: " + out.summary)
             if not out.ok:
@@ -176,10 +220,35 @@ class Daemon:
             self.active_profile = None
             self.active_targets, self.original_tdp = {}, {}
 
+    async def _stop_workers(self) -> None:
+        """Refuse every further change, drop the queued ones, and wait for the workers that
+        could still ask for one (validate, the rules' switch, the confirm reverter, record)."""
+        self.stopping = True
+        self.stop_event.set()
+        for handle in list(self._confirm_timers):
+            handle.cancel()
+        self._confirm_timers.clear()
+        dropped = self._engine_thread.cancel_pending()
+        if dropped:
+            self.events.add("stop", f"{dropped} queued change(s) dropped: the daemon is stopping")
+        rules_task = getattr(self.rules, "_task", None)
+        if isinstance(rules_task, asyncio.Task) and not rules_task.done():
+            self.track(rules_task)
+        if self._workers:
+            done, pending = await asyncio.wait(list(self._workers), timeout=WORKERS_STOP_WAIT_S)
+            if pending:
+                self.events.add("error", f"{len(pending)} worker(s) still running at stop; "
+                                         "they can no longer change the machine")
+
     async def _shutdown(self) -> None:
+        await self._stop_workers()
+        self._refresh_active()          # what the workers left applied
         if self.config.daemon.restore_on_exit and self.active_profile and not system_stopping():
             try:
-                out = await self._in_engine(lambda: self._engine().rollback())
+                # Queued after the change in progress (if any), ahead of nothing else.
+                out = await self._in_engine(lambda: self._engine().rollback(),
+                                            "rollback at stop", at_stop=True)
+                self._refresh_active()
                 self.events.add("rollback", f"service stopped: {out.summary}")
             except Exception as e:  # noqa: BLE001
                 self.events.add("error", f"rollback at stop failed: {e}")
@@ -187,7 +256,10 @@ class Daemon:
         if getattr(self, "_metrics", None):
             self._metrics.stop()
         self._sample_pool.shutdown(wait=False)
-        self._engine_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=False, cancel_futures=True)
+        if not self._engine_thread.close(timeout=5.0):
+            log.error("the engine thread is still busy at exit (%s)",
+                      (self._engine_thread.running() or ("?",))[0])
         self.sampler.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -241,9 +313,13 @@ class Daemon:
                         log.exception("rules failed")
                         self.events.add("error", f"rules failed: {e!r}")
             if wd and time.monotonic() - last_wd >= wd:
-                notify.watchdog()
-                notify.status(self._status_line())
-                last_wd = time.monotonic()
+                stuck = self._engine_stuck()
+                if stuck is None:
+                    notify.watchdog()
+                    notify.status(self._status_line())
+                    last_wd = time.monotonic()
+                else:       # no ping: systemd restarts the service after WatchdogSec
+                    notify.status(stuck)
             self._wake.clear()
             delay = self.interval() - (time.monotonic() - t0)
             if delay > 0:
@@ -251,6 +327,21 @@ class Daemon:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
+
+    def _engine_stuck(self) -> str | None:
+        """Why the engine thread is hung (a job running over ENGINE_STUCK_S), or None."""
+        running = self._engine_thread.running()
+        if running is None or running[1] < ENGINE_STUCK_S:
+            self._stuck_reported = None
+            return None
+        what, seconds = running
+        why = (f"STUCK: engine job '{what}' running for {seconds:.0f} s (over "
+               f"{ENGINE_STUCK_S:g} s); watchdog pings stopped")
+        if self._stuck_reported != what:
+            self._stuck_reported = what
+            log.error("%s", why)
+            self.events.add("error", why)
+        return why
 
     def _publish(self, snap) -> None:
         now = time.time()
@@ -316,7 +407,8 @@ class Daemon:
             raise ApiError("ENOENT" if missing else "EINVAL", str(e)) from None
         try:
             out = await self._in_engine(lambda: self._engine().apply(profile, dry_run=dry_run,
-                                                                     confirm_s=confirm_s))
+                                                                     confirm_s=confirm_s),
+                                        f"apply {name}")
         except EngineError as e:
             raise ApiError("ENODEV" if e.code == 3 else "EINVAL", "; ".join(e.problems)) from None
         if not dry_run:
@@ -328,7 +420,7 @@ class Daemon:
         return out.to_dict()
 
     async def rollback(self, reason: str, dry_run: bool = False) -> dict:
-        out = await self._in_engine(lambda: self._engine().rollback(dry_run=dry_run))
+        out = await self._in_engine(lambda: self._engine().rollback(dry_run=dry_run), "rollback")
         if not dry_run:
             self._refresh_active()
             self.sampler.refresh_tdp()
@@ -430,10 +522,13 @@ class Daemon:
     def _arm_confirm_deadline(self) -> float | None:
         """Schedule the revert of the confirmation the journal says is pending (if any)."""
         deadline = self._pending_deadline()
-        if deadline is not None:
-            asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()),
-                                                  self._confirm_deadline_passed)
+        if deadline is not None and not self.stopping:
+            self._confirm_later(max(0.0, deadline - time.time()))
         return deadline
+
+    def _confirm_later(self, delay: float) -> None:
+        handle = asyncio.get_running_loop().call_later(delay, self._confirm_deadline_passed)
+        self._confirm_timers.add(handle)
 
     def _confirm_deadline_passed(self) -> None:
         async def revert():
@@ -442,10 +537,12 @@ class Daemon:
             if not deadline or deadline > time.time() + 0.5:
                 return        # confirmed, replaced, or a later deadline (its own timer)
             try:
-                out = await self._in_engine(lambda: self._engine().revert_unconfirmed(deadline))
+                out = await self._in_engine(lambda: self._engine().revert_unconfirmed(deadline),
+                                            "revert unconfirmed")
             except LockBusy as e:
                 self.events.add("error", f"confirm deadline: {e}; trying again in 5 s")
-                asyncio.get_running_loop().call_later(5.0, self._confirm_deadline_passed)
+                if not self.stopping:
+                    self._confirm_later(5.0)
                 return
             except Exception as e:  # noqa: BLE001 - reported; the journal keeps the deadline
                 self.events.add("error", f"revert of the unconfirmed profile failed: {e}")
@@ -456,7 +553,8 @@ class Daemon:
             self.events.add("revert", out.summary)
             if not out.ok:
                 self.events.add("error", "revert incomplete: " + "; ".join(out.warnings))
-        asyncio.get_running_loop().create_task(revert())
+        if not self.stopping:
+            self.track(revert())
 
     async def api_rollback(self, conn, params):
         result = await self.rollback(f"requested by uid {conn.peer.uid}",
@@ -466,14 +564,70 @@ class Daemon:
         return result
 
     async def api_confirm(self, conn, params):
-        out = await self._in_engine(lambda: self._engine().confirm())
+        out = await self._in_engine(lambda: self._engine().confirm(), "confirm")
         self.events.add("confirm", out.summary)
         return out.to_dict()
 
     async def api_verify(self, conn, params):
-        out = await self._in_engine(lambda: self._engine().verify())
-        self.verified = out.ok if out.profile else None
-        return out.to_dict()
+        if conn is None:
+            # The daemon's own drift rule: on the engine thread, between changes, never a
+            # reading taken halfway through one (it would "see" drift and re-assert).
+            out = await self._in_engine(lambda: self._engine().verify(), "verify (drift rule)")
+            self.verified = out.ok if out.profile else None
+            return out.to_dict()
+        # One verify a second per connection: a client asking in a tight loop waits here
+        # (cheaply) instead of keeping the loop, and the engine thread's share of it, busy.
+        wait = getattr(conn, "next_verify", 0.0) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        conn.next_verify = time.monotonic() + VERIFY_REUSE_S
+        return await self.verify()
+
+    async def verify(self) -> dict:
+        """Read the machine against the journal (read-only) on the reader thread, never
+        behind the engine's changes. Verifies asked while one runs share its reading, and a
+        reading under VERIFY_REUSE_S old with no change since is served again: a crowd of
+        readers costs one reading a second at most."""
+        from halotune.tuning.journal import JournalError
+
+        gen = self._generation
+        last = self._verify_last
+        if last is not None and last[0] == gen and time.monotonic() - last[1] < VERIFY_REUSE_S:
+            return last[2]
+        inflight = self._verify_inflight
+        if inflight is not None and inflight[0] == gen and not inflight[1].done():
+            try:
+                return (await asyncio.shield(inflight[1]))[0].to_dict()
+            except JournalError as e:
+                raise ApiError("EIO", str(e)) from None
+        fut = asyncio.get_running_loop().create_task(self._reading())
+        self._verify_inflight = (gen, fut)
+        try:
+            out = await asyncio.shield(fut)
+        except JournalError as e:
+            self._degrade(str(e))
+            raise ApiError("EIO", str(e)) from None
+        finally:
+            if self._verify_inflight is not None and self._verify_inflight[1] is fut:
+                self._verify_inflight = None
+        out, settled = out
+        doc = out.to_dict()
+        if settled and self._generation == gen:   # no change ran meanwhile: the reading holds
+            self.verified = out.ok if out.profile else None
+            self._verify_last = (gen, time.monotonic(), doc)
+        return doc
+
+    async def _reading(self):
+        """(verify outcome, settled): settled when no change ran during the reading; while
+        changes run, a few tries, then the last reading (a reader sees what the CLI would)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(4):
+            mark = self._engine_thread.quiet_since()
+            out = await loop.run_in_executor(self._reader_pool, lambda: self._engine().verify())
+            if self._engine_thread.still_quiet(mark):
+                return out, True
+            await asyncio.sleep(0.1 * (attempt + 1))
+        return out, False
 
     async def api_hold(self, conn, params):
         owner, reason = params.get("owner"), params.get("reason", "")
@@ -511,12 +665,16 @@ class Daemon:
 
     async def api_record(self, conn, params):
         from halotune.daemon.record import handle_record
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, handle_record, self, params, conn.peer)
+        if self.stopping:
+            raise ApiError("EBUSY", "record: the daemon is stopping")
+        result = await self.track(asyncio.get_running_loop().run_in_executor(
+            None, handle_record, self, params, conn.peer))
         self.events.add("record", f"run {result['id']} ({result['kind']}) recorded for uid "
                                   f"{conn.peer.uid}")
         return result
 
     async def api_validate(self, conn, params):
         from halotune.daemon.validate import handle_validate
-        return await handle_validate(self, conn, params)
+        if self.stopping:
+            raise ApiError("EBUSY", "validate: the daemon is stopping; nothing was changed")
+        return await self.track(handle_validate(self, conn, params))

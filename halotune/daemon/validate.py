@@ -13,6 +13,10 @@ rollback goes through the daemon's own apply_profile/rollback on its loop, so th
 single-writer and the daemon's active profile, events and TDP re-read stay right. While it
 runs, the daemon holds itself on behalf of the caller (its rules and drift re-assertion pause;
 `apply` from other connections is refused), and a second validate is refused (EBUSY).
+
+When the daemon stops, the validation ends at its next step: the daemon refuses its applies
+and rollbacks (EBUSY), settling and probing are not started any more, and the daemon waits
+for this worker before it restores the original values itself.
 """
 
 from __future__ import annotations
@@ -107,6 +111,17 @@ def _work(service, loop, p: dict, uid: int) -> dict:
     from halotune.tuning.loader import ProfileStore
 
     store = ProfileStore(service.profiles_dir, root=service.root)
+    stop = getattr(service, "stop_event", None) or threading.Event()
+
+    def unless_stopping(step, fn):
+        def run(*args, **kwargs):
+            if stop.is_set():
+                raise ApiError("EBUSY", f"validate: the daemon is stopping; {step} not started")
+            return fn(*args, **kwargs)
+        return run
+
+    prober = unless_stopping("probe", prober)
+    settle_once = unless_stopping("settle", lambda: settle(fs, cfg))
 
     def progress(msg: str) -> None:
         loop.call_soon_threadsafe(service.events.add, "validate", msg)
@@ -121,7 +136,7 @@ def _work(service, loop, p: dict, uid: int) -> dict:
             except SweepUsageError as e:
                 raise ApiError("EINVAL", f"validate: {e}".replace("--tdp", "params.sweep.tdp"))
             doc, docs = run_sweep(steps, applier=applier, probe=prober,
-                                  settle=lambda: settle(fs, cfg), store=store, progress=progress,
+                                  settle=settle_once, store=store, progress=progress,
                                   backend=p["backend"], spec=p["sweep"])
         else:
             from halotune.validation.validate import record, run_validation, select
@@ -132,12 +147,12 @@ def _work(service, loop, p: dict, uid: int) -> dict:
                 missing = e.file is None
                 raise ApiError("ENOENT" if missing else "EINVAL", str(e)) from None
             doc, docs = run_validation(profiles, requested, exps, applier=applier,
-                                       probe=prober, settle=lambda: settle(fs, cfg),
+                                       probe=prober, settle=settle_once,
                                        rounds=p["rounds"], store=store, progress=progress,
                                        backend=p["backend"])
     except ValidationError as e:
         raise ApiError(e.api, f"validate: {e}") from None
-    if p["record"]:
+    if p["record"] and not stop.is_set():
         record(doc, docs, **where)
     return doc
 

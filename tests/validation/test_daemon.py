@@ -31,7 +31,8 @@ def daemon(sim_root, tmp_path, venv, fast_ryzenadj):
     d.sampler = Sampler(d.fs)
     yield d
     d.sampler.close()
-    d._engine_pool.shutdown(wait=True)
+    d._engine_thread.close(timeout=10)
+    d._reader_pool.shutdown(wait=False)
     d._sample_pool.shutdown(wait=False)
 
 
