@@ -59,6 +59,31 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
+def in_child_as(uid: int, gid: int, fn, groups=()) -> dict:
+    """Fork; the child drops to uid/gid with the supplementary `groups` (none by default), runs
+    fn() and sends its dict (or the exception) back. Tests that need an ordinary user."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the child: never returns
+        os.close(r)
+        try:
+            os.setgroups(list(groups))
+            os.setgid(gid)
+            os.setuid(uid)
+            out = fn()
+        except BaseException as e:  # noqa: BLE001 - everything goes to the parent
+            out = {"error": repr(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
 def machine_digest(root: str) -> str:
     """Equal digests: the machine is byte-for-byte the same (files, links, TDP limits)."""
     from halotune.sim import ryzenadj as sim_ryzenadj

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import stat
@@ -13,43 +12,25 @@ import pytest
 
 from halotune.daemon.client import ApiError, Client
 
+from .conftest import in_child_as
+
 
 def _as_nobody(path: str, gid: int, uid: int) -> dict:
-    """Fork; the child drops to uid/gid and calls status and apply; returns what it saw."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                    # the child: never returns
-        os.close(r)
-        out = {}
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            out["uid"] = os.getuid()
-            with Client(path, timeout=10) as c:
-                out["status_schema"] = c.call("status")["schema"]
-                out["can_mutate"] = c.call("hello")["peer"]["can_mutate"]
+    """In a child dropped to uid/gid: status, then apply and hold; returns what it saw."""
+    def calls() -> dict:
+        out = {"uid": os.getuid()}
+        with Client(path, timeout=10) as c:
+            out["status_schema"] = c.call("status")["schema"]
+            out["can_mutate"] = c.call("hello")["peer"]["can_mutate"]
+            for method, params in (("apply", {"profile": "llm-max"}),
+                                   ("hold", {"owner": "nobody"})):
                 try:
-                    c.call("apply", {"profile": "llm-max"})
-                    out["apply"] = "accepted"
+                    c.call(method, params)
+                    out[method] = "accepted"
                 except ApiError as e:
-                    out["apply"] = [e.code, e.message]
-                try:
-                    c.call("hold", {"owner": "nobody"})
-                    out["hold"] = "accepted"
-                except ApiError as e:
-                    out["hold"] = [e.code, e.message]
-        except BaseException as e:  # noqa: BLE001 - report everything to the parent
-            out["error"] = repr(e)
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+                    out[method] = [e.code, e.message]
+        return out
+    return in_child_as(uid, gid, calls)
 
 
 def test_group_member_reads_but_may_not_apply(start_daemon):
@@ -91,38 +72,21 @@ def test_group_member_reads_but_may_not_apply(start_daemon):
 
 
 def _as_user(path: str, uid: int, gid: int, groups: list[int]) -> dict:
-    """Fork; the child drops to uid/gid with supplementary `groups`, then applies llm-max and
-    rolls back through the API; returns what it saw."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                    # the child: never returns
-        os.close(r)
-        out = {}
-        try:
-            os.setgroups(groups)
-            os.setgid(gid)
-            os.setuid(uid)
-            out["groups"] = sorted(os.getgroups())
-            with Client(path, timeout=60) as c:
-                out["can_mutate"] = c.call("hello")["peer"]["can_mutate"]
-                for method, params in (("apply", {"profile": "llm-max"}), ("rollback", {})):
-                    try:
-                        out[method] = c.call(method, params)
-                    except ApiError as e:
-                        out[method] = [e.code, e.message]
-                    if method == "apply":
-                        out["profile_after_apply"] = c.call("status")["daemon"]["profile"]
-        except BaseException as e:  # noqa: BLE001 - report everything to the parent
-            out["error"] = repr(e)
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    """In a child dropped to uid/gid with supplementary `groups`: apply llm-max and roll back
+    through the API; returns what it saw."""
+    def calls() -> dict:
+        out = {"groups": sorted(os.getgroups())}
+        with Client(path, timeout=60) as c:
+            out["can_mutate"] = c.call("hello")["peer"]["can_mutate"]
+            for method, params in (("apply", {"profile": "llm-max"}), ("rollback", {})):
+                try:
+                    out[method] = c.call(method, params)
+                except ApiError as e:
+                    out[method] = [e.code, e.message]
+                if method == "apply":
+                    out["profile_after_apply"] = c.call("status")["daemon"]["profile"]
+        return out
+    return in_child_as(uid, gid, calls, groups)
 
 
 def test_admin_group_member_applies_and_rolls_back_others_cannot(start_daemon, sim_root):

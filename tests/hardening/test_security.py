@@ -106,27 +106,9 @@ def launcher(tmp_path):
 # --- 1. authorisation -----------------------------------------------------------------------------
 
 def _in_child_as(uid: int, gid: int, fn) -> dict:
-    """Fork; the child drops to uid/gid (no supplementary groups) and returns fn()'s dict."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            out = fn()
-        except BaseException as e:  # noqa: BLE001 - everything goes to the parent
-            out = {"error": repr(e)}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    from daemon.conftest import in_child_as
+
+    return in_child_as(uid, gid, fn)
 
 
 MUTATIONS = {"apply": {"profile": "llm-max"}, "rollback": {}, "confirm": {},
