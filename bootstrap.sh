@@ -36,9 +36,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
-# Editable installs as a plain path entry (compat mode): setuptools' default finder imports
-# pathlib and urllib at every start, ~15 ms of each `halotune status --json`. A current pip
-# passes --config-settings to the editable build (Debian 12's venv pip is 23.0).
 "${pip[@]}" install -U pip 'setuptools>=77' wheel
 if [ "$mode" = test ]; then
     # The probe's smoke test runs real llama.cpp in-process: llama-cpp-python builds it from
@@ -56,11 +53,13 @@ if [ "$mode" = test ]; then
         as_root apt-get install -y -qq "${need[@]}" >/dev/null
     fi
     export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF}"
-    "${pip[@]}" install --config-settings editable_mode=compat -e '.[test,probe]'
+    "${pip[@]}" install -e '.[test,probe]'
     exec .venv/bin/python -m pytest -q "${@:2}"
 fi
 
-"${pip[@]}" install --config-settings editable_mode=compat -e .
+# A regular install, not an editable one: setuptools' editable finder imports pathlib and
+# urllib at every start, ~15 ms of each `halotune status --json` (run again after a pull).
+"${pip[@]}" install .
 set +e
 .venv/bin/halotune status "${@:2}"
 rc=$?
