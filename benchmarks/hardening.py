@@ -33,7 +33,7 @@ CAMPAIGNS = {
              "tests/hardening/test_fuzz_profiles.py", "tests/hardening/test_fuzz_api.py",
              "tests/hardening/test_fuzz_llamabench.py"],
     "load": ["tests/hardening/test_load.py"],
-    "security": ["tests/hardening/test_security.py"],
+    "security": ["tests/hardening/test_security.py", "tests/hardening/test_hostile_clients.py"],
     "variety": ["tests/hardening/test_variety.py"],
 }
 # The figure that matters most in each campaign, shown first.

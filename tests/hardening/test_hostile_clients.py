@@ -1,4 +1,4 @@
-"""Attacks of issue 15 against a running daemon: what a reader (a member of the socket's group)
+"""The hostile-client campaign (issue 15) against a running daemon: what a reader (a member of the socket's group)
 can hold of a root daemon is bounded, root and the admin group always get through, and the
 peer's groups are the ones the kernel captured at connect().
 
@@ -18,11 +18,24 @@ import time
 
 import pytest
 
-from halotune.machine.peers import peer_of
+from daemon.conftest import Launcher, _env, wait_for
 
-from .conftest import wait_for
+from halotune.machine.peers import peer_of
+from halotune.sim.tree import lay_out
+
+from .conftest import record
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: drops to other users")
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    """The real daemon in a child process on a fresh simulated machine (tests/daemon's)."""
+    root = str(tmp_path / "machine")
+    lay_out(root)
+    launcher = Launcher(str(tmp_path), root, _env())
+    yield launcher
+    launcher.stop_all()
 
 
 def _ids(*names: str) -> list[int]:
@@ -191,6 +204,8 @@ def test_pipelined_requests_without_reading_do_not_grow_the_daemon(start_daemon)
     grown_mib = (_rss_kib(d.pid) - before) / 1024
     s.close()
     # Before: every status answer (~10 KB) was queued: 700+ MB for 9 MB of requests.
+    record("hostile: pipelined requests never read", sent_bytes=sent,
+           daemon_growth_mib=round(grown_mib, 1))
     assert sent < 9_000_000, "the daemon kept reading requests nobody read answers to"
     assert grown_mib < 64, f"daemon grew by {grown_mib:.0f} MiB"
     assert d.call("status")["schema"] == "halotune.status/1"
