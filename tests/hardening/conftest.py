@@ -110,6 +110,21 @@ def pytest_terminal_summary(terminalreporter):
 # --- shared fixtures -------------------------------------------------------------------------
 
 @pytest.fixture
+def launcher(tmp_path):
+    """Starts real daemons (tests/daemon's Launcher) on a fresh simulated machine; all are
+    stopped afterwards."""
+    from daemon.conftest import Launcher, _env
+
+    from halotune.sim.tree import lay_out
+
+    root = str(tmp_path / "machine")
+    lay_out(root)
+    la = Launcher(str(tmp_path), root, _env())
+    yield la
+    la.stop_all()
+
+
+@pytest.fixture
 def scratch(tmp_path):
     """A scratch directory on tmpfs when there is one (the simulator rewrites ~350 files per
     write), removed afterwards."""

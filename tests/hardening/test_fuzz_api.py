@@ -381,15 +381,8 @@ def bug_daemon(start_daemon_here):
 
 
 @pytest.fixture
-def start_daemon_here(tmp_path):
-    from daemon.conftest import Launcher, _env
-    from halotune.sim.tree import lay_out
-
-    root = str(tmp_path / "machine")
-    lay_out(root)
-    launcher = Launcher(str(tmp_path), root, _env())
-    yield lambda: launcher(CONFIG, base=False)
-    launcher.stop_all()
+def start_daemon_here(launcher):
+    return lambda: launcher(CONFIG, base=False)
 
 
 def test_deep_nesting_is_answered_with_eproto(bug_daemon):

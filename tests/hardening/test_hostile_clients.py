@@ -18,10 +18,9 @@ import time
 
 import pytest
 
-from daemon.conftest import Launcher, _env, wait_for
+from daemon.conftest import wait_for
 
 from halotune.machine.peers import peer_of
-from halotune.sim.tree import lay_out
 
 from .conftest import record
 
@@ -29,13 +28,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: drops to 
 
 
 @pytest.fixture
-def start_daemon(tmp_path):
-    """The real daemon in a child process on a fresh simulated machine (tests/daemon's)."""
-    root = str(tmp_path / "machine")
-    lay_out(root)
-    launcher = Launcher(str(tmp_path), root, _env())
-    yield launcher
-    launcher.stop_all()
+def start_daemon(launcher):
+    return launcher
 
 
 def _ids(*names: str) -> list[int]:

@@ -91,18 +91,6 @@ def sim(scratch, monkeypatch, no_daemon):
     return root
 
 
-@pytest.fixture
-def launcher(tmp_path):
-    from daemon.conftest import Launcher, _env
-    from halotune.sim.tree import lay_out
-
-    root = str(tmp_path / "machine")
-    lay_out(root)
-    la = Launcher(str(tmp_path), root, _env())
-    yield la
-    la.stop_all()
-
-
 # --- 1. authorisation -----------------------------------------------------------------------------
 
 def _in_child_as(uid: int, gid: int, fn) -> dict:
