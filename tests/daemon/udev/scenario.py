@@ -198,21 +198,15 @@ async def main(devices: str, profiles_dir: str) -> dict:
                                      "reason": rules.power.state.reason,
                                      "applied": list(daemon.applied)}
 
-        # a monitor plugged in: a drm change with HOTPLUG=1 re-applies nothing
-        n = len(daemon.applied)
-        bed.uevent(CARD1, "change", HOTPLUG="1")
-        await until(lambda: any(e["properties"].get("HOTPLUG") == "1" for e in seen),
-                    "the hotplug uevent")
-        await sample()
-        out["steps"]["hotplug"] = {"applied": daemon.applied[n:]}
-
-        # a DRM lease granted or revoked (a VR compositor): not a reset either
-        n = len(daemon.applied)
-        bed.uevent(CARD1, "change", LEASE="1")
-        await until(lambda: any(e["properties"].get("LEASE") == "1" for e in seen),
-                    "the lease uevent")
-        await sample()
-        out["steps"]["lease"] = {"applied": daemon.applied[n:]}
+        # drm change uevents that are not resets re-apply nothing: a monitor plugged in
+        # (HOTPLUG=1), a DRM lease granted or revoked (LEASE=1, a VR compositor)
+        for step, prop in (("hotplug", "HOTPLUG"), ("lease", "LEASE")):
+            n = len(daemon.applied)
+            bed.uevent(CARD1, "change", **{prop: "1"})
+            await until(lambda: any(e["properties"].get(prop) == "1" for e in seen),
+                        f"the {step} uevent")
+            await sample()
+            out["steps"][step] = {"applied": daemon.applied[n:]}
 
         # a GPU reset the driver recovered from
         n = len(daemon.applied)
