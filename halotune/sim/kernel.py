@@ -56,11 +56,10 @@ class SimKernel:
             except BaseException:
                 store.log_write(self.root, where, value, "error")  # a simulator bug
                 raise
-            entry = store.write_entry(where, value, "ok")
             if state is None:          # a configuration file: already in place
                 store.log_write(self.root, where, value, "ok")
             else:
-                store.commit(self.root, state, [entry])
+                store.commit(self.root, state, [store.write_entry(where, value, "ok")])
 
     def _resolve(self, path: str) -> str | None:
         """Root-relative real path: which attribute the write lands on (None: outside)."""

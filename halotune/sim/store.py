@@ -119,11 +119,6 @@ def event_entry(event: str, **fields: object) -> dict:
     return {"t": round(time.time(), 6), "event": event, **fields}
 
 
-def log_event(root: str, event: str, **fields: object) -> None:
-    """A line for something that is not a write attempt (a reboot), in the same order."""
-    _append(root, event_entry(event, **fields))
-
-
 def _append(root: str, entry: dict) -> None:
     with open(os.path.join(root, paths.WRITES_LOG), "a", encoding="utf-8") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
