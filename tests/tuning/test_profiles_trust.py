@@ -135,6 +135,26 @@ def _python_for_nobody() -> list[str] | None:
     return None
 
 
+@pytest.fixture
+def traversable():
+    """Let nobody import from the checkout and this venv's site-packages: a clone may live
+    under a 0700 directory (mktemp -d). Adds o+rx to the two import directories (Python lists
+    a sys.path entry) and only o+x (search, not list) to the directories above them, where
+    missing, and takes it away again afterwards."""
+    changed = []
+    for top in (REPO, sysconfig.get_paths()["purelib"]):
+        path, need = os.path.abspath(top), 0o005
+        while path != "/":
+            mode = os.stat(path).st_mode
+            if mode & need != need:
+                os.chmod(path, mode | need)
+                changed.append((path, mode))
+            path, need = os.path.dirname(path), 0o001
+    yield
+    for path, mode in reversed(changed):
+        os.chmod(path, mode & 0o7777)
+
+
 def _as_nobody(*args) -> subprocess.CompletedProcess:
     python = _python_for_nobody()
     if python is None:
@@ -145,7 +165,8 @@ def _as_nobody(*args) -> subprocess.CompletedProcess:
                           preexec_fn=_drop, capture_output=True, text=True, timeout=60)
 
 
-def test_a_user_cannot_raise_the_tdp_ceiling_from_their_own_profiles_dir(nobodys_dir):
+def test_a_user_cannot_raise_the_tdp_ceiling_from_their_own_profiles_dir(nobodys_dir,
+                                                                         traversable):
     for name, text in (("hot", HOT), ("plain", PLAIN)):
         os.chown(_write(nobodys_dir, name, text), NOBODY.pw_uid, NOBODY.pw_gid)
     hot = os.path.join(nobodys_dir, "hot.toml")
